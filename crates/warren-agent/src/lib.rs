@@ -1,0 +1,1 @@
+//! warren-agent (placeholder: filled by its issue).

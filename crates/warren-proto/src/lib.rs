@@ -1,0 +1,1 @@
+//! warren-proto (placeholder: filled by its issue).

@@ -1,0 +1,1 @@
+//! warren-server (placeholder: filled by its issue).

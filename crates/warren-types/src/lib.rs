@@ -1,0 +1,1 @@
+//! warren-types (placeholder: filled by its issue).
