@@ -10,5 +10,7 @@
 
 pub mod command;
 pub mod net;
+pub mod runtime;
+pub mod sandbox;
 pub mod storage;
 pub mod template;
