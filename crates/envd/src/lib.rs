@@ -1,1 +1,159 @@
-//! envd: the in-sandbox agent (placeholder).
+//! envd: the agent inside every Warren sandbox.
+//!
+//! It speaks the E2B envd protocol so that the public `e2b` SDK drives Warren sandboxes
+//! unmodified: Connect RPC services `process.Process` ([`process`]) and
+//! `filesystem.Filesystem` ([`filesystem`]), and plain HTTP `/health`, `/files`, `/init`,
+//! `/envs`, `/metrics` ([`http`]). It keeps no state beyond the processes and watchers it
+//! runs: a restarted envd starts empty.
+//!
+//! # Layout
+//! - [`serve`] takes a bound listener and a shutdown future (tests bind port 0).
+//! - [`State`] is the shared handle: the process table, watchers, env vars, access token.
+//! - [`init`] holds the PID-1 duties (mounts, hostname, zombie reaping is in [`process`]).
+//! - [`user`] resolves sandbox users from `/etc/passwd` (static binary: no NSS).
+
+#![warn(missing_docs)]
+// Service impls name concrete message types where the traits say `impl Encodable`.
+#![allow(refining_impl_trait)]
+
+pub mod filesystem;
+pub mod http;
+pub mod init;
+pub mod path;
+pub mod process;
+pub mod user;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use warren_proto::envd::filesystem::FilesystemExt;
+use warren_proto::envd::process::ProcessExt;
+
+/// Startup configuration of envd, built by `main` from flags.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Token every request must carry in `X-Access-Token` (also settable through `/init`).
+    pub access_token: Option<String>,
+    /// User for requests that name none; `None` means the user envd runs as.
+    pub default_user: Option<String>,
+    /// Whether `/init` may set the system clock (only sensible inside a sandbox).
+    pub set_clock: bool,
+}
+
+/// Shared state of one envd: cheap to clone.
+#[derive(Clone)]
+pub struct State {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    processes: process::ProcessTable,
+    watchers: filesystem::Watchers,
+    // std RwLocks: held for a copy or a swap only, never across an await.
+    envs: RwLock<HashMap<String, String>>,
+    access_token: RwLock<Option<String>>,
+    default_user: RwLock<Option<String>>,
+    default_workdir: RwLock<Option<String>>,
+    set_clock: bool,
+}
+
+impl State {
+    /// Builds the state and starts the child reaper (needs a tokio runtime).
+    pub fn new(config: Config) -> Self {
+        State {
+            inner: Arc::new(Inner {
+                processes: process::ProcessTable::new(),
+                watchers: filesystem::Watchers::default(),
+                envs: RwLock::new(HashMap::new()),
+                access_token: RwLock::new(config.access_token),
+                default_user: RwLock::new(config.default_user),
+                default_workdir: RwLock::new(None),
+                set_clock: config.set_clock,
+            }),
+        }
+    }
+
+    /// Resolves the user a request runs as: the one it names, else the default user.
+    pub fn resolve_user(&self, requested: Option<&str>) -> Result<user::User, user::UserError> {
+        if let Some(name) = requested.filter(|n| !n.is_empty()) {
+            return user::lookup(name);
+        }
+        let default = self
+            .inner
+            .default_user
+            .read()
+            .expect("lock poisoned")
+            .clone();
+        match default {
+            Some(name) => user::lookup(&name),
+            None => {
+                let uid = nix::unistd::getuid().as_raw();
+                Ok(user::lookup_uid(uid).unwrap_or_else(|| user::User {
+                    name: uid.to_string(),
+                    uid,
+                    gid: nix::unistd::getgid().as_raw(),
+                    home: std::path::PathBuf::from("/"),
+                    shell: "/bin/sh".into(),
+                }))
+            }
+        }
+    }
+
+    /// Env vars set through `/init`, applied to every process.
+    pub fn envs(&self) -> HashMap<String, String> {
+        self.inner.envs.read().expect("lock poisoned").clone()
+    }
+
+    fn token(&self) -> Option<String> {
+        self.inner
+            .access_token
+            .read()
+            .expect("lock poisoned")
+            .clone()
+    }
+
+    pub(crate) fn default_workdir(&self) -> Option<String> {
+        self.inner
+            .default_workdir
+            .read()
+            .expect("lock poisoned")
+            .clone()
+    }
+
+    pub(crate) fn processes(&self) -> &process::ProcessTable {
+        &self.inner.processes
+    }
+
+    pub(crate) fn watchers(&self) -> &filesystem::Watchers {
+        &self.inner.watchers
+    }
+}
+
+/// The whole envd HTTP surface: Connect services plus the plain HTTP routes.
+pub fn app(state: State) -> axum::Router {
+    let connect = warren_proto::connectrpc::Router::new();
+    let connect = Arc::new(process::ProcessService::new(state.clone())).register(connect);
+    let connect = Arc::new(filesystem::FilesystemService::new(state.clone())).register(connect);
+    http::routes(state.clone())
+        .fallback_service(connect.into_axum_service())
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            http::require_token,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+/// Serves envd on `listener` until `shutdown` resolves, then stops running processes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = State::new(config);
+    process::start_reaper(state.clone());
+    let result = axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    state.processes().terminate_all();
+    result
+}
