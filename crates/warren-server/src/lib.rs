@@ -1,1 +1,93 @@
-//! warren-server (placeholder: filled by its issue).
+//! `warren-server`: the Warren control plane as a library: REST API, authentication, teams,
+//! API keys, and the store (SQLite or PostgreSQL). The `warren server` subcommand builds a
+//! [`Config`], then calls [`AppState::new`] and [`serve`]; tests do the same on `127.0.0.1:0`.
+//!
+//! # Layout
+//! - [`config`]: the typed configuration (secrets redacted).
+//! - [`state`]: `AppState`, the one handle handlers share (config, store, JWT keys).
+//! - [`store`]: repository functions over `sqlx::Any`, embedded migrations per dialect.
+//! - [`error`]: `ApiError`, the only way anything becomes an error response, plus the `Json`
+//!   and `Path` extractors that keep rejections in our error shape.
+//! - [`auth`]: signup, login, switch-team, me; passwords (argon2id), JWTs, and the
+//!   `UserAuth`/`TeamAuth` extractors.
+//! - [`team`], [`api_key`]: teams and members, team API keys.
+//! - [`health`], [`openapi`]: probes, and the OpenAPI 3.1 document + Swagger UI.
+//!
+//! Later domains (`host`, `sandbox`, `template`, E2B-compatible routes) are one module each,
+//! adding their routes in [`app`] and their paths in [`openapi::ApiDoc`]; their tables already
+//! exist in the schema.
+//!
+//! **Architecture invariant**: every team-scoped query takes its team id from the principal
+//! (`UserAuth`/`TeamAuth`), never from the request; another team's object is a 404.
+#![deny(missing_docs)]
+
+pub mod api_key;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod input;
+pub mod openapi;
+pub mod state;
+pub mod store;
+pub mod team;
+
+use std::future::Future;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use config::{Config, DatabaseConfig, PasswordParams, Secret};
+pub use state::{AppState, StartError};
+
+/// The full router, with state applied.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.config().body_limit_bytes;
+    let api = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/openapi.yaml", get(openapi::yaml))
+        .route("/v1/auth/signup", post(auth::signup))
+        .route("/v1/auth/login", post(auth::login))
+        .route("/v1/auth/switch-team", post(auth::switch_team))
+        .route("/v1/me", get(auth::me))
+        .route("/v1/teams", get(team::list).post(team::create))
+        .route("/v1/teams/{team_id}", get(team::get))
+        .route(
+            "/v1/teams/{team_id}/members",
+            get(team::members).post(team::add_member),
+        )
+        .route(
+            "/v1/teams/{team_id}/members/{user_id}",
+            delete(team::remove_member),
+        )
+        .route("/v1/api-keys", get(api_key::list).post(api_key::create))
+        .route("/v1/api-keys/{key_id}", delete(api_key::delete))
+        .with_state(state);
+    Router::new()
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()))
+        .merge(api)
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Serves [`app`] on `listener` until `shutdown` resolves, then drains open requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let store = state.store().clone();
+    let result = axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    store.close().await;
+    result
+}

@@ -1,0 +1,71 @@
+//! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` annotations.
+//! Every route of [`crate::app`] must be listed in `paths(...)` here; an integration test
+//! compares the document with the router's routes.
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::ApiError;
+
+/// The API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Warren control plane API", description = "Self-hosted sandboxes: accounts, teams, API keys (and, in later releases, hosts and sandboxes). Every error body is `{\"error\": {\"code\", \"message\", \"fields\"?}}`."),
+    paths(
+        crate::health::healthz,
+        crate::health::readyz,
+        crate::auth::signup,
+        crate::auth::login,
+        crate::auth::switch_team,
+        crate::auth::me,
+        crate::team::list,
+        crate::team::create,
+        crate::team::get,
+        crate::team::members,
+        crate::team::add_member,
+        crate::team::remove_member,
+        crate::api_key::create,
+        crate::api_key::list,
+        crate::api_key::delete,
+    ),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::error::FieldError)),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "health", description = "Probes"),
+        (name = "auth", description = "Accounts and tokens"),
+        (name = "teams", description = "Teams and members"),
+        (name = "api-keys", description = "Team API keys"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+/// `GET /openapi.yaml`.
+pub async fn yaml() -> Result<Response, ApiError> {
+    let doc = ApiDoc::openapi()
+        .to_yaml()
+        .map_err(|e| ApiError::Internal(format!("rendering openapi yaml: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, "application/yaml")], doc).into_response())
+}
