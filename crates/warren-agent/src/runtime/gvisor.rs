@@ -22,6 +22,7 @@
 //! log file in the sandbox dir, read back for the error on failure; argv is logged at debug
 //! and every call has a timeout, like the helper does.
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -128,6 +129,21 @@ impl GvisorRuntime {
         sub_args: Vec<String>,
         log: &Path,
     ) -> Result<(), RuntimeError> {
+        self.spawn_logged(sandbox_id, step, sub_args, log, true, START_TIMEOUT)
+            .await
+    }
+
+    /// Runs a runsc command with its output in `log` (read back for the error), a timeout,
+    /// and (`hide_net`) the `/proc/sys/net` workaround.
+    async fn spawn_logged(
+        &self,
+        sandbox_id: &str,
+        step: &'static str,
+        sub_args: Vec<String>,
+        log: &Path,
+        hide_net: bool,
+        timeout: Duration,
+    ) -> Result<(), RuntimeError> {
         let io = |op, path: &Path| {
             let path = path.to_path_buf();
             let sandbox_id = sandbox_id.to_string();
@@ -149,9 +165,11 @@ impl GvisorRuntime {
             .stdout(file)
             .stderr(file2)
             .kill_on_drop(false);
-        // SAFETY: the hook only calls async-signal-safe syscalls (see its doc).
-        unsafe {
-            c.pre_exec(crate::net::gvisor::hide_proc_sys_net);
+        if hide_net {
+            // SAFETY: the hook only calls async-signal-safe syscalls (see its doc).
+            unsafe {
+                c.pre_exec(crate::net::gvisor::hide_proc_sys_net);
+            }
         }
         let mut child = c.spawn().map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -163,7 +181,7 @@ impl GvisorRuntime {
                 io("spawn", &self.config.runsc)(e)
             }
         })?;
-        let status = match tokio::time::timeout(START_TIMEOUT, child.wait()).await {
+        let status = match tokio::time::timeout(timeout, child.wait()).await {
             Ok(r) => r.map_err(io("wait for", &self.config.runsc))?,
             Err(_) => {
                 let _ = child.start_kill();
@@ -176,14 +194,10 @@ impl GvisorRuntime {
         };
         if !status.success() {
             let text = std::fs::read_to_string(log).unwrap_or_default();
-            let start = text.len().saturating_sub(2000);
-            let start = (start..text.len())
-                .find(|i| text.is_char_boundary(*i))
-                .unwrap_or(text.len());
             return Err(RuntimeError::Failed {
                 sandbox_id: sandbox_id.to_string(),
                 step,
-                message: text[start..].trim().to_string(),
+                message: runsc_error_summary(&text),
             });
         }
         Ok(())
@@ -424,7 +438,12 @@ impl Runtime for GvisorRuntime {
     }
 
     #[tracing::instrument(skip_all, fields(sandbox_id))]
-    async fn pause(&self, sandbox_id: &str, image_dir: &Path) -> Result<(), RuntimeError> {
+    async fn pause(
+        &self,
+        sandbox_id: &str,
+        sandbox_ip: Option<Ipv4Addr>,
+        image_dir: &Path,
+    ) -> Result<(), RuntimeError> {
         if image_dir.exists() {
             std::fs::remove_dir_all(image_dir).map_err(|source| RuntimeError::Io {
                 sandbox_id: sandbox_id.to_string(),
@@ -439,14 +458,52 @@ impl Runtime for GvisorRuntime {
             path: image_dir.to_path_buf(),
             source,
         })?;
-        self.cmd()
-            .arg("checkpoint")
-            .arg(format!("--image-path={}", image_dir.display()))
-            .arg(sandbox_id)
-            .timeout(CHECKPOINT_TIMEOUT)
-            .run_async()
-            .await
-            .map_err(|e| Self::fail(sandbox_id, "runsc checkpoint", e))?;
+        let log = image_dir.with_file_name("runsc-checkpoint.log");
+        // This runsc refuses to save a TCP endpoint on the sandbox's NIC in any connected
+        // state ("endpoint cannot be saved in connected state"). Connections between the host
+        // and the sandbox (agent to envd, proxies) are aborted first, and connections closing
+        // right now get a few short retries.
+        let mut attempt = 0;
+        loop {
+            abort_host_connections(sandbox_id, sandbox_ip).await;
+            let r = self
+                .spawn_logged(
+                    sandbox_id,
+                    "runsc checkpoint",
+                    vec![
+                        "checkpoint".into(),
+                        format!("--image-path={}", image_dir.display()),
+                        sandbox_id.to_string(),
+                    ],
+                    &log,
+                    false,
+                    CHECKPOINT_TIMEOUT,
+                )
+                .await;
+            match r {
+                Err(RuntimeError::Failed { ref message, .. })
+                    if message.contains("cannot be saved in connected state") && attempt < 10 =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+                }
+                Err(RuntimeError::Failed {
+                    sandbox_id,
+                    step,
+                    message,
+                }) if message.contains("cannot be saved in connected state") => {
+                    return Err(RuntimeError::Failed {
+                        sandbox_id,
+                        step,
+                        message: format!(
+                            "the sandbox holds an open TCP connection, which this runsc cannot checkpoint: {}",
+                            message.lines().next().unwrap_or_default()
+                        ),
+                    });
+                }
+                other => break other?,
+            }
+        }
         // The image must be on disk before the runtime state that could recreate it is gone.
         fsync_dir_tree(image_dir).map_err(|source| RuntimeError::Io {
             sandbox_id: sandbox_id.to_string(),
@@ -549,6 +606,47 @@ impl Runtime for GvisorRuntime {
             memory_limit_bytes: if limit >= (1 << 62) { 0 } else { limit },
         })
     }
+}
+
+/// Aborts (with a reset, `ss -K`) every host socket connected to the sandbox's address, so no
+/// endpoint inside is left in a connected state by a host-side peer.
+async fn abort_host_connections(sandbox_id: &str, ip: Option<Ipv4Addr>) {
+    let Some(ip) = ip else {
+        return;
+    };
+    let r = Cmd::new("ss")
+        .args(["-K", "-t", "dst", &ip.to_string()])
+        .timeout(SMALL_TIMEOUT)
+        .run_async()
+        .await;
+    if let Err(e) = r {
+        tracing::debug!(sandbox_id, error = %e, "ss -K failed");
+    }
+}
+
+/// The useful part of runsc's output: its error lines (Go panics print pages of stack).
+fn runsc_error_summary(text: &str) -> String {
+    let mut picked: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            !l.starts_with("goroutine ")
+                && !l.starts_with("gvisor.dev/")
+                && !l.starts_with('\t')
+                && !l.contains(".go:")
+                && !l.is_empty()
+        })
+        .take(8)
+        .collect();
+    if picked.is_empty() {
+        picked = text.lines().take(8).collect();
+    }
+    let s = picked.join(" | ");
+    let end = (0..=s.len().min(200000))
+        .rev()
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(0);
+    s[..end].to_string()
 }
 
 fn fsync_dir_tree(dir: &Path) -> std::io::Result<()> {

@@ -10,6 +10,7 @@
 
 pub mod gvisor;
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 /// Which runtime implementation.
@@ -161,7 +162,13 @@ pub trait Runtime: Send + Sync + std::fmt::Debug {
 
     /// Saves the instance's whole state (memory, processes) into `image_dir` and stops it,
     /// releasing its CPU and memory. The rootfs and network are the caller's to release.
-    async fn pause(&self, sandbox_id: &str, image_dir: &Path) -> Result<(), RuntimeError>;
+    /// `sandbox_ip` lets the runtime close host-side connections to the sandbox first.
+    async fn pause(
+        &self,
+        sandbox_id: &str,
+        sandbox_ip: Option<Ipv4Addr>,
+        image_dir: &Path,
+    ) -> Result<(), RuntimeError>;
 
     /// Starts an instance from the state saved in `image_dir` on the rootfs and network of
     /// `spec`. The image is left in place: it may be resumed from again (failed resume, or a

@@ -716,7 +716,14 @@ impl SandboxManager {
         if let Err(e) = self
             .inner
             .runtime
-            .pause(&slot.id, &Self::checkpoint_dir(slot))
+            .pause(
+                &slot.id,
+                slot.record()
+                    .sandbox_ip
+                    .as_deref()
+                    .and_then(|s| s.parse().ok()),
+                &Self::checkpoint_dir(slot),
+            )
             .await
         {
             // Still running: revert. Gone without an image: nothing left to resume.
@@ -1320,10 +1327,11 @@ pub async fn wait_for_envd(
 async fn health_once(addr: SocketAddr) -> std::io::Result<bool> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     s.set_nodelay(true)?;
-    s.write_all(
-        format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
+    // Closed by us with a reset (below), never by envd: this runsc cannot checkpoint a
+    // sandbox holding a TCP connection in any connected state, TIME_WAIT included.
+    s.set_zero_linger()?;
+    s.write_all(format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
     let mut buf = [0u8; 32];
     let mut n = 0;
     while n < 12 {
