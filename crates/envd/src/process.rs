@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +22,7 @@ use futures::StreamExt;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use warren_proto::connectrpc::{
     ConnectError, InboundStream, RequestContext, Response, ServiceRequest, ServiceResult,
     ServiceStream,
@@ -421,9 +421,11 @@ impl ProcessService {
                 });
             }
             nonblocking(&res.master).map_err(|e| map_io("pty", e))?;
-            pty_master = Some(Arc::new(
-                AsyncFd::new(res.master).map_err(|e| map_io("pty", e))?,
-            ));
+            // SAFETY: the AsyncFd takes ownership of the master fd; nothing else closes it
+            // while it is registered.
+            let master = unsafe { AsyncFd::register(res.master) }
+                .map_err(|e| map_io("pty", std::io::Error::other(e.to_string())))?;
+            pty_master = Some(Arc::new(master));
         } else {
             // Unset means "stdin open" (old clients); the SDK sends false unless asked.
             let stdin_open = req.stdin.unwrap_or(true);
@@ -455,7 +457,7 @@ impl ProcessService {
         let pid = child.id();
         table.exits.insert(pid, exit_tx);
         let mut readers: Vec<
-            Box<dyn FnOnce(Arc<Proc>, Arc<AtomicU64>) -> tokio::task::JoinHandle<()> + Send>,
+            Box<dyn FnOnce(Arc<Proc>, CancellationToken) -> tokio::task::JoinHandle<()> + Send>,
         > = Vec::new();
         let input = if let Some(master) = &pty_master {
             let master = master.clone();
@@ -494,16 +496,16 @@ impl ProcessService {
         table.procs.insert(pid, proc.clone());
         drop(table);
 
-        let bytes = Arc::new(AtomicU64::new(0));
+        let stop = CancellationToken::new();
         let handles: Vec<_> = readers
             .into_iter()
-            .map(|r| r(proc.clone(), bytes.clone()))
+            .map(|r| r(proc.clone(), stop.clone()))
             .collect();
         let state = self.state.clone();
         let p = proc.clone();
         tokio::spawn(async move {
             let code = exit_rx.await.unwrap_or(-1);
-            drain(handles, &bytes).await;
+            drain(p.pid, handles, stop).await;
             let (exit_code, status) = if code >= 0 {
                 (code, format!("exit status {code}"))
             } else {
@@ -532,65 +534,69 @@ impl ProcessService {
     }
 }
 
-/// Waits for the readers to reach end-of-file after the process exited; a descendant that
-/// keeps the pipe open (`sleep 100 &`) must not hold the end event back, so readers that go
-/// quiet for 200 ms are abandoned.
-async fn drain(handles: Vec<tokio::task::JoinHandle<()>>, bytes: &AtomicU64) {
-    let aborts: Vec<_> = handles.iter().map(|h| h.abort_handle()).collect();
+/// Waits for the readers to reach end-of-file after the process exited. A descendant that
+/// keeps the pipe open (`sleep 100 &`) must not hold the end event back, so after a grace
+/// period (200 ms when members of the process group are still alive, 2 s otherwise) the
+/// readers are told to stop: each first takes what is already in its pipe, so no output
+/// written before the exit is lost, then returns.
+async fn drain(pid: u32, handles: Vec<tokio::task::JoinHandle<()>>, stop: CancellationToken) {
+    let group_alive = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), None).is_ok();
+    let grace = Duration::from_millis(if group_alive { 200 } else { 2000 });
     let all = futures::future::join_all(handles);
     tokio::pin!(all);
-    let mut last = bytes.load(Ordering::Relaxed);
-    loop {
-        tokio::select! {
-            _ = &mut all => return,
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {
-                let now = bytes.load(Ordering::Relaxed);
-                if now == last {
-                    break;
-                }
-                last = now;
-            }
-        }
+    tokio::select! {
+        _ = &mut all => return,
+        _ = tokio::time::sleep(grace) => stop.cancel(),
     }
-    for a in aborts {
-        a.abort();
-    }
+    all.await;
 }
 
 async fn read_pipe(
     mut rx: tokio::net::unix::pipe::Receiver,
     is_err: bool,
     proc: Arc<Proc>,
-    bytes: Arc<AtomicU64>,
+    stop: CancellationToken,
 ) {
     let mut buf = vec![0u8; CHUNK];
+    let wrap = |data: Vec<u8>| Event::Data(if is_err { Output::Stderr(data) } else { Output::Stdout(data) });
     loop {
-        match rx.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                bytes.fetch_add(n as u64, Ordering::Relaxed);
-                let data = buf[..n].to_vec();
-                let out = if is_err {
-                    Output::Stderr(data)
-                } else {
-                    Output::Stdout(data)
-                };
-                proc.publish(Event::Data(out)).await;
-            }
+        tokio::select! {
+            biased;
+            r = rx.read(&mut buf) => match r {
+                Ok(0) | Err(_) => return,
+                Ok(n) => proc.publish(wrap(buf[..n].to_vec())).await,
+            },
+            _ = stop.cancelled() => loop {
+                match rx.try_read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => proc.publish(wrap(buf[..n].to_vec())).await,
+                }
+            },
         }
     }
 }
 
-async fn read_pty(master: Arc<AsyncFd<OwnedFd>>, proc: Arc<Proc>, bytes: Arc<AtomicU64>) {
+fn pty_try_read(fd: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> isize {
+    // SAFETY: reading into a buffer we own, of the length we pass; the fd is non-blocking.
+    unsafe { libc::read(fd.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) }
+}
+
+async fn read_pty(master: Arc<AsyncFd<OwnedFd>>, proc: Arc<Proc>, stop: CancellationToken) {
     let mut buf = vec![0u8; CHUNK];
     loop {
-        match pty_read(&master, &mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                bytes.fetch_add(n as u64, Ordering::Relaxed);
-                proc.publish(Event::Data(Output::Pty(buf[..n].to_vec())))
-                    .await;
-            }
+        tokio::select! {
+            biased;
+            r = pty_read(&master, &mut buf) => match r {
+                Ok(0) | Err(_) => return,
+                Ok(n) => proc.publish(Event::Data(Output::Pty(buf[..n].to_vec()))).await,
+            },
+            _ = stop.cancelled() => loop {
+                let n = pty_try_read(&master, &mut buf);
+                if n <= 0 {
+                    return;
+                }
+                proc.publish(Event::Data(Output::Pty(buf[..n as usize].to_vec()))).await;
+            },
         }
     }
 }

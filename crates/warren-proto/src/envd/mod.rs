@@ -6,3 +6,5 @@ pub use crate::process;
 
 /// The default port envd listens on (the one the E2B SDK dials).
 pub const DEFAULT_PORT: u16 = 49983;
+
+pub mod client;
