@@ -105,6 +105,7 @@ pub struct Cmd {
     args: Vec<OsString>,
     stdin: Option<Vec<u8>>,
     timeout: Duration,
+    pre_exec: Option<fn() -> std::io::Result<()>>,
 }
 
 impl Cmd {
@@ -115,6 +116,7 @@ impl Cmd {
             args: Vec::new(),
             stdin: None,
             timeout: DEFAULT_TIMEOUT,
+            pre_exec: None,
         }
     }
 
@@ -147,6 +149,17 @@ impl Cmd {
         self
     }
 
+    /// Runs `hook` in the child between fork and exec (e.g.
+    /// [`crate::net::gvisor::hide_proc_sys_net`] for `runsc run`/`restore`).
+    ///
+    /// # Safety
+    /// `hook` runs in a forked child of a multi-threaded process: it must only make
+    /// async-signal-safe calls (no allocation, no locks), see `CommandExt::pre_exec`.
+    pub unsafe fn pre_exec(mut self, hook: fn() -> std::io::Result<()>) -> Self {
+        self.pre_exec = Some(hook);
+        self
+    }
+
     /// The command line as one display string (for logs and errors).
     pub fn display(&self) -> String {
         let mut s = self.program.to_string_lossy().into_owned();
@@ -162,6 +175,13 @@ impl Cmd {
         let mut c = Command::new(&self.program);
         // Its own process group, so a timeout kills the helpers a command forked too.
         c.process_group(0);
+        if let Some(hook) = self.pre_exec {
+            // SAFETY: the caller of the unsafe `Cmd::pre_exec` promised `hook` is
+            // async-signal-safe.
+            unsafe {
+                c.pre_exec(hook);
+            }
+        }
         c.args(&self.args)
             .stdin(if self.stdin.is_some() {
                 Stdio::piped()

@@ -36,6 +36,16 @@
 //!   [`NetworkManager::prepare_for_runsc`] (idempotent) to put them back.
 //! - Default platform is `ptrace` on this version (no systrap yet); it works here.
 //! - `ping` inside needs CAP_NET_RAW in the OCI spec; use TCP (`wget`, `nc`) in tests.
+//!   busybox's `wget -T <secs>` segfaults under gVisor ptrace; `timeout 4 wget ...` works.
+//! - runsc puts its own tmpfs on `/tmp` (sandbox memory): files there are not in the
+//!   overlay upper, so they survive checkpoint/restore but not flatten.
+//! - A runsc `gofer` pins the mounts it serves (its rootfs overlay and, through it, the
+//!   template mount and loop device) until the sandbox is deleted: destroy the runsc sandbox
+//!   before unmounting its rootfs (else the loop device frees only when the gofer exits).
+//! - Checked end to end (tests/net.rs): an `allow_internet` sandbox reaches a server in
+//!   another netns that has no route back to the pool (so masquerade is proven), a denied one
+//!   does not but reaches its host IP, and one sandbox cannot reach another's listening port
+//!   while the host can.
 
 mod allocator;
 pub mod gvisor;
