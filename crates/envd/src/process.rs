@@ -380,13 +380,17 @@ impl ProcessService {
         }
         let running_as = nix::unistd::getuid().as_raw();
         if user.uid != running_as {
-            cmd.uid(user.uid).gid(user.gid);
             let groups = crate::user::groups(&user);
-            // SAFETY: setgroups is async-signal-safe; `groups` is moved into the closure.
+            let (uid, gid) = (user.uid, user.gid);
+            // SAFETY: setgroups/setgid/setuid are async-signal-safe and `groups` was allocated
+            // before the fork. std's own uid()/gid() would run before our hooks, after which
+            // setgroups is no longer permitted, so all three happen here in order.
             unsafe {
                 cmd.pre_exec(move || {
-                    let gids: Vec<libc::gid_t> = groups.clone();
-                    if libc::setgroups(gids.len(), gids.as_ptr()) != 0 {
+                    if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                        || libc::setgid(gid) != 0
+                        || libc::setuid(uid) != 0
+                    {
                         return Err(std::io::Error::last_os_error());
                     }
                     Ok(())
@@ -540,7 +544,8 @@ impl ProcessService {
 /// readers are told to stop: each first takes what is already in its pipe, so no output
 /// written before the exit is lost, then returns.
 async fn drain(pid: u32, handles: Vec<tokio::task::JoinHandle<()>>, stop: CancellationToken) {
-    let group_alive = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), None).is_ok();
+    let group_alive =
+        nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), None).is_ok();
     let grace = Duration::from_millis(if group_alive { 200 } else { 2000 });
     let all = futures::future::join_all(handles);
     tokio::pin!(all);
@@ -558,7 +563,13 @@ async fn read_pipe(
     stop: CancellationToken,
 ) {
     let mut buf = vec![0u8; CHUNK];
-    let wrap = |data: Vec<u8>| Event::Data(if is_err { Output::Stderr(data) } else { Output::Stdout(data) });
+    let wrap = |data: Vec<u8>| {
+        Event::Data(if is_err {
+            Output::Stderr(data)
+        } else {
+            Output::Stdout(data)
+        })
+    };
     loop {
         tokio::select! {
             biased;
