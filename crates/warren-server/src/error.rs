@@ -169,22 +169,30 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// `axum::Json`, but every rejection answers in our error shape.
+/// `axum::Json`, but every rejection answers in our error shape, and the body must be a JSON
+/// object (serde would otherwise accept `["a@b.co", "pw"]` for a struct).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
 impl<T, S> FromRequest<S> for Json<T>
 where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(rejection) => Err(rejection_to_error(rejection)),
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state)
+            .await
+            .map_err(rejection_to_error)?;
+        if !value.is_object() {
+            return Err(ApiError::Unprocessable(
+                "request body must be a json object".into(),
+            ));
         }
+        serde_json::from_value(value)
+            .map(Json)
+            .map_err(|e| ApiError::Unprocessable(e.to_string()))
     }
 }
 
