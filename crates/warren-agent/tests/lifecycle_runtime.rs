@@ -171,3 +171,150 @@ async fn lifecycle_ttl_reaper_can_pause_instead() {
     w.mgr.resume(&id, 0).await.expect("resume after TTL pause");
     w.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_restarted_manager_adopts_running_and_keeps_paused() {
+    skip_unless_ready!();
+    let w = lifecycle_common::world_with(5, |c| c.init = lifecycle_common::counter_init()).await;
+    let running = w
+        .mgr
+        .create(req())
+        .await
+        .expect("create a")
+        .record
+        .sandbox_id;
+    let paused = w
+        .mgr
+        .create(req())
+        .await
+        .expect("create b")
+        .record
+        .sandbox_id;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = lifecycle_common::counter(w.mgr.envd_addr(&running, false).unwrap()).await;
+    w.mgr.pause(&paused).await.expect("pause b");
+    // The agent goes away without any cleanup (as after SIGKILL): only the reaper stops.
+    w.mgr.shutdown().await;
+
+    let mgr2 = lifecycle_common::start(&w.config).await;
+    let a = mgr2.get(&running).expect("running sandbox adopted");
+    assert_eq!(a.status, SandboxStatus::Running);
+    let after = lifecycle_common::counter(mgr2.envd_addr(&running, false).unwrap()).await;
+    assert!(
+        after > before,
+        "same process kept counting: {before} then {after}"
+    );
+    assert_eq!(
+        mgr2.get(&paused).expect("paused sandbox kept").status,
+        SandboxStatus::Paused
+    );
+    mgr2.resume(&paused, 0)
+        .await
+        .expect("resume after agent restart");
+    // The restarted manager owns them: destroy works and cleans up.
+    let w = lifecycle_common::World { mgr: mgr2, ..w };
+    w.finish().await;
+}
+
+/// Host objects that mention `needle` (a sandbox id or data dir): netns, mounts, loop
+/// devices, processes, cgroups.
+fn host_objects(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let n = entry.file_name().to_string_lossy().into_owned();
+        if n.contains(needle) {
+            found.push(format!("netns {n}"));
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    found.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(|l| format!("mount {l}")),
+    );
+    let loops = std::process::Command::new("losetup")
+        .arg("-a")
+        .output()
+        .unwrap();
+    found.extend(
+        String::from_utf8_lossy(&loops.stdout)
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(|l| format!("loop {l}")),
+    );
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) && !cmd.contains("lifecycle_runtime") {
+                found.push(format!("process {cmd}"));
+            }
+        }
+    }
+    for c in ["memory", "cpu", "pids"] {
+        if std::path::Path::new(&format!("/sys/fs/cgroup/{c}/warren/{needle}")).exists() {
+            found.push(format!("cgroup {c}/warren/{needle}"));
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_destroy_cleans_every_host_resource() {
+    skip_unless_ready!();
+    let w = lifecycle_common::world_with(6, |c| c.init = lifecycle_common::counter_init()).await;
+    let data = w.data.path().to_string_lossy().into_owned();
+    let a = w.mgr.create(req()).await.expect("create").record.sandbox_id;
+    let b = w.mgr.create(req()).await.expect("create").record.sandbox_id;
+    w.mgr.pause(&b).await.expect("pause");
+    let veth_a = w.mgr.network().get(&a).unwrap().host_veth;
+    assert!(
+        !host_objects(&a).is_empty(),
+        "a running sandbox holds host objects"
+    );
+    w.mgr.destroy(&a).await.expect("destroy running");
+    w.mgr.destroy(&b).await.expect("destroy paused");
+    w.mgr.destroy(&b).await.expect("destroy is idempotent");
+    for id in [&a, &b] {
+        let left = host_objects(id);
+        assert!(left.is_empty(), "leftovers of {id}: {left:#?}");
+        assert!(!w.data.path().join("sandboxes").join(id).exists());
+        assert!(w.mgr.runtime().state(id).await.unwrap().is_none());
+    }
+    assert!(
+        !std::path::Path::new(&format!("/sys/class/net/{veth_a}")).exists(),
+        "veth left"
+    );
+    // The last sandbox gone, the template image is unmounted and its loop device detached.
+    let left = host_objects(&data);
+    assert!(left.is_empty(), "leftovers of the data dir: {left:#?}");
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_twenty_sandboxes_created_concurrently() {
+    skip_unless_ready!();
+    let w = lifecycle_common::world_with(7, |c| c.init = lifecycle_common::counter_init()).await;
+    let started = std::time::Instant::now();
+    let creates = (0..20).map(|_| {
+        let mgr = w.mgr.clone();
+        tokio::spawn(async move { mgr.create(req()).await })
+    });
+    let mut ids = Vec::new();
+    for c in futures::future::join_all(creates).await {
+        ids.push(c.unwrap().expect("concurrent create").record.sandbox_id);
+    }
+    eprintln!("20 concurrent creates took {:?}", started.elapsed());
+    let mut ips = std::collections::HashSet::new();
+    for id in &ids {
+        let addr = w.mgr.envd_addr(id, false).unwrap();
+        assert!(ips.insert(addr.ip()), "address reused");
+        assert!(lifecycle_common::counter(addr).await > 0);
+    }
+    assert_eq!(w.mgr.list().len(), 20);
+    w.finish().await;
+}

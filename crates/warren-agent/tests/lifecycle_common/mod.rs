@@ -190,10 +190,14 @@ pub fn counter_init() -> Vec<String> {
 
 /// Reads the counter of a `counter_init` sandbox.
 pub async fn counter(addr: SocketAddr) -> u64 {
-    let (code, body) = http_get(addr, "/c").await.expect("GET /c");
-    assert_eq!(code, 200, "GET /c");
-    String::from_utf8_lossy(&body)
-        .trim()
-        .parse()
-        .expect("counter is a number")
+    // The shell rewrites the file every 50 ms: a read can catch it truncated; read again.
+    for _ in 0..50 {
+        let (code, body) = http_get(addr, "/c").await.expect("GET /c");
+        assert_eq!(code, 200, "GET /c");
+        if let Ok(n) = String::from_utf8_lossy(&body).trim().parse() {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("counter at {addr} never readable");
 }
