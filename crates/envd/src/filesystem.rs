@@ -228,8 +228,8 @@ fn watch(
 }
 
 impl pb::Filesystem for FilesystemService {
-    async fn stat<'a>(
-        &'a self,
+    async fn stat(
+        &self,
         ctx: RequestContext,
         request: ServiceRequest<'_, pb::StatRequest>,
     ) -> ServiceResult<pb::StatResponse> {
@@ -241,8 +241,8 @@ impl pb::Filesystem for FilesystemService {
         })
     }
 
-    async fn make_dir<'a>(
-        &'a self,
+    async fn make_dir(
+        &self,
         ctx: RequestContext,
         request: ServiceRequest<'_, pb::MakeDirRequest>,
     ) -> ServiceResult<pb::MakeDirResponse> {
@@ -282,8 +282,8 @@ impl pb::Filesystem for FilesystemService {
         })
     }
 
-    async fn r#move<'a>(
-        &'a self,
+    async fn r#move(
+        &self,
         ctx: RequestContext,
         request: ServiceRequest<'_, pb::MoveRequest>,
     ) -> ServiceResult<pb::MoveResponse> {
@@ -304,8 +304,8 @@ impl pb::Filesystem for FilesystemService {
         })
     }
 
-    async fn list_dir<'a>(
-        &'a self,
+    async fn list_dir(
+        &self,
         ctx: RequestContext,
         request: ServiceRequest<'_, pb::ListDirRequest>,
     ) -> ServiceResult<pb::ListDirResponse> {
@@ -330,8 +330,8 @@ impl pb::Filesystem for FilesystemService {
         })
     }
 
-    async fn remove<'a>(
-        &'a self,
+    async fn remove(
+        &self,
         ctx: RequestContext,
         request: ServiceRequest<'_, pb::RemoveRequest>,
     ) -> ServiceResult<pb::RemoveResponse> {
@@ -389,8 +389,8 @@ impl pb::Filesystem for FilesystemService {
         Ok(Response::new(Box::pin(stream) as ServiceStream<_>))
     }
 
-    async fn create_watcher<'a>(
-        &'a self,
+    async fn create_watcher(
+        &self,
         ctx: RequestContext,
         request: ServiceRequest<'_, pb::CreateWatcherRequest>,
     ) -> ServiceResult<pb::CreateWatcherResponse> {
@@ -419,8 +419,8 @@ impl pb::Filesystem for FilesystemService {
         })
     }
 
-    async fn get_watcher_events<'a>(
-        &'a self,
+    async fn get_watcher_events(
+        &self,
         _ctx: RequestContext,
         request: ServiceRequest<'_, pb::GetWatcherEventsRequest>,
     ) -> ServiceResult<pb::GetWatcherEventsResponse> {
@@ -435,8 +435,8 @@ impl pb::Filesystem for FilesystemService {
         })
     }
 
-    async fn remove_watcher<'a>(
-        &'a self,
+    async fn remove_watcher(
+        &self,
         _ctx: RequestContext,
         request: ServiceRequest<'_, pb::RemoveWatcherRequest>,
     ) -> ServiceResult<pb::RemoveWatcherResponse> {

@@ -211,10 +211,10 @@ where
     S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    if let Ok(m) = tokio::fs::metadata(path).await {
-        if m.is_dir() {
-            return Err(bad(format!("{} is a directory", path.display())));
-        }
+    if let Ok(m) = tokio::fs::metadata(path).await
+        && m.is_dir()
+    {
+        return Err(bad(format!("{} is a directory", path.display())));
     }
     if let Some(parent) = path.parent() {
         let (p, u) = (parent.to_path_buf(), user.clone());
@@ -337,17 +337,17 @@ async fn init(
         *state.inner.access_token.write().expect("lock poisoned") =
             (!token.is_empty()).then_some(token);
     }
-    if let (true, Some(ts)) = (state.inner.set_clock, body.timestamp) {
-        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&ts) {
-            let ts = libc::timespec {
-                tv_sec: t.timestamp(),
-                tv_nsec: t.timestamp_subsec_nanos() as _,
-            };
-            // SAFETY: clock_settime reads a valid timespec we own.
-            if unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) } != 0 {
-                let e = std::io::Error::last_os_error();
-                tracing::warn!(error = %e, "cannot set the clock from /init");
-            }
+    if let (true, Some(ts)) = (state.inner.set_clock, body.timestamp)
+        && let Ok(t) = chrono::DateTime::parse_from_rfc3339(&ts)
+    {
+        let ts = libc::timespec {
+            tv_sec: t.timestamp(),
+            tv_nsec: t.timestamp_subsec_nanos() as _,
+        };
+        // SAFETY: clock_settime reads a valid timespec we own.
+        if unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) } != 0 {
+            let e = std::io::Error::last_os_error();
+            tracing::warn!(error = %e, "cannot set the clock from /init");
         }
     }
     Ok(StatusCode::NO_CONTENT)
@@ -391,11 +391,8 @@ async fn metrics() -> Result<axum::Json<serde_json::Value>, HttpError> {
     let (mem_total, mem_avail) = (field("MemTotal:"), field("MemAvailable:"));
     let (disk_total, disk_used) = match nix::sys::statvfs::statvfs(OsStr::from_bytes(b"/")) {
         Ok(s) => {
-            let f = s.fragment_size() as u64;
-            (
-                s.blocks() as u64 * f,
-                (s.blocks() as u64 - s.blocks_free() as u64) * f,
-            )
+            let f = s.fragment_size();
+            (s.blocks() * f, (s.blocks() - s.blocks_free()) * f)
         }
         Err(_) => (0, 0),
     };

@@ -63,9 +63,9 @@ pub fn setup(hostname: Option<&str>) {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some("mode=1777"),
     );
-    if let Some(name) = hostname.filter(|n| !n.is_empty()) {
-        if let Err(e) = nix::unistd::sethostname(name) {
-            tracing::warn!(hostname = name, error = %e, "cannot set hostname");
-        }
+    if let Some(name) = hostname.filter(|n| !n.is_empty())
+        && let Err(e) = nix::unistd::sethostname(name)
+    {
+        tracing::warn!(hostname = name, error = %e, "cannot set hostname");
     }
 }

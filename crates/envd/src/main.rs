@@ -32,6 +32,7 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    raise_fd_limit();
     let pid1 = envd::init::is_pid1();
     if pid1 {
         envd::init::setup(args.hostname.as_deref());
@@ -62,4 +63,23 @@ fn main() -> anyhow::Result<()> {
         envd::serve(listener, config, shutdown).await?;
         anyhow::Ok(())
     })
+}
+
+/// Every process costs envd up to three pipe ends: lift the soft open-file limit to the hard one
+/// so a thousand parallel processes do not run out of descriptors.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write a valid rlimit we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                let e = std::io::Error::last_os_error();
+                tracing::warn!(error = %e, "cannot raise the open-file limit");
+            }
+        }
+    }
 }

@@ -37,6 +37,10 @@ const CHUNK: usize = 32 * 1024;
 /// Events buffered per subscriber before the reader waits.
 const SUBSCRIBER_QUEUE: usize = 16;
 
+/// Starts one output reader once the process is registered.
+type StartReader =
+    Box<dyn FnOnce(Arc<Proc>, CancellationToken) -> tokio::task::JoinHandle<()> + Send>;
+
 /// What happens to a process, as delivered to subscribers.
 #[derive(Clone, Debug)]
 enum Event {
@@ -460,9 +464,7 @@ impl ProcessService {
             .map_err(|e| map_io(&format!("start {:?}", config.cmd), e))?;
         let pid = child.id();
         table.exits.insert(pid, exit_tx);
-        let mut readers: Vec<
-            Box<dyn FnOnce(Arc<Proc>, CancellationToken) -> tokio::task::JoinHandle<()> + Send>,
-        > = Vec::new();
+        let mut readers: Vec<StartReader> = Vec::new();
         let input = if let Some(master) = &pty_master {
             let master = master.clone();
             readers.push(Box::new(move |p, n| tokio::spawn(read_pty(master, p, n))));
@@ -649,8 +651,8 @@ fn selector(
 use warren_proto::buffa;
 
 impl pb::Process for ProcessService {
-    async fn list<'a>(
-        &'a self,
+    async fn list(
+        &self,
         _ctx: RequestContext,
         _request: ServiceRequest<'_, pb::ListRequest>,
     ) -> ServiceResult<pb::ListResponse> {
@@ -705,8 +707,8 @@ impl pb::Process for ProcessService {
         Ok(Response::new(Box::pin(stream) as ServiceStream<_>))
     }
 
-    async fn update<'a>(
-        &'a self,
+    async fn update(
+        &self,
         _ctx: RequestContext,
         request: ServiceRequest<'_, pb::UpdateRequest>,
     ) -> ServiceResult<pb::UpdateResponse> {
@@ -731,8 +733,8 @@ impl pb::Process for ProcessService {
         Response::ok(pb::UpdateResponse::default())
     }
 
-    async fn stream_input<'a>(
-        &'a self,
+    async fn stream_input(
+        &self,
         _ctx: RequestContext,
         mut requests: InboundStream<pb::StreamInputRequest>,
     ) -> ServiceResult<pb::StreamInputResponse> {
@@ -759,8 +761,8 @@ impl pb::Process for ProcessService {
         Response::ok(pb::StreamInputResponse::default())
     }
 
-    async fn send_input<'a>(
-        &'a self,
+    async fn send_input(
+        &self,
         _ctx: RequestContext,
         request: ServiceRequest<'_, pb::SendInputRequest>,
     ) -> ServiceResult<pb::SendInputResponse> {
@@ -771,8 +773,8 @@ impl pb::Process for ProcessService {
         Response::ok(pb::SendInputResponse::default())
     }
 
-    async fn send_signal<'a>(
-        &'a self,
+    async fn send_signal(
+        &self,
         _ctx: RequestContext,
         request: ServiceRequest<'_, pb::SendSignalRequest>,
     ) -> ServiceResult<pb::SendSignalResponse> {
@@ -797,8 +799,8 @@ impl pb::Process for ProcessService {
         Response::ok(pb::SendSignalResponse::default())
     }
 
-    async fn close_stdin<'a>(
-        &'a self,
+    async fn close_stdin(
+        &self,
         _ctx: RequestContext,
         request: ServiceRequest<'_, pb::CloseStdinRequest>,
     ) -> ServiceResult<pb::CloseStdinResponse> {

@@ -71,12 +71,12 @@ pub fn groups(user: &User) -> Vec<u32> {
     let mut out = vec![user.gid];
     for line in text.lines() {
         let f: Vec<&str> = line.split(':').collect();
-        if f.len() >= 4 && f[3].split(',').any(|m| m == user.name) {
-            if let Ok(gid) = f[2].parse() {
-                if !out.contains(&gid) {
-                    out.push(gid);
-                }
-            }
+        if f.len() >= 4
+            && f[3].split(',').any(|m| m == user.name)
+            && let Ok(gid) = f[2].parse()
+            && !out.contains(&gid)
+        {
+            out.push(gid);
         }
     }
     out
