@@ -114,6 +114,9 @@ impl From<StoreError> for ApiError {
             // Callers that expect a conflict map it with a better message first; one reaching
             // here is still a conflict, not a 500.
             StoreError::Conflict { .. } => ApiError::Conflict("already exists".into()),
+            StoreError::Database(sqlx::Error::PoolTimedOut) => {
+                ApiError::Unavailable("database busy, retry later")
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -12,6 +12,7 @@ both_stores!(
     login_bad_inputs,
     token_tampering_and_expiry,
     readiness_follows_the_database,
+    concurrent_signups,
 );
 
 async fn signup_login_me(app: TestApp) {
@@ -500,4 +501,40 @@ async fn token_lifetime_comes_from_config() {
         )
         .await;
     }
+}
+
+async fn concurrent_signups(app: TestApp) {
+    // Distinct emails all succeed; the same email (in different cases) succeeds exactly once.
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let email = if i % 2 == 0 {
+                format!("user{i}@example.com")
+            } else if i % 4 == 1 {
+                "same@example.com".to_owned()
+            } else {
+                "SAME@example.com".to_owned()
+            };
+            app.post(
+                "/v1/auth/signup",
+                &json!({"email": email, "password": "password123"}),
+                Auth::None,
+            )
+            .await
+        }));
+    }
+    let mut created = 0;
+    let mut conflicts = 0;
+    for t in tasks {
+        let got = t.await.unwrap();
+        match got.0 {
+            StatusCode::CREATED => created += 1,
+            _ => {
+                assert_error(&got, StatusCode::CONFLICT, "conflict");
+                conflicts += 1;
+            }
+        }
+    }
+    assert_eq!((created, conflicts), (7, 5));
 }
