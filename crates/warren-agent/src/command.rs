@@ -369,6 +369,7 @@ impl Cmd {
             command: command.clone(),
             source,
         })?;
+        let pid = child.id();
         let stdin_bytes = self.stdin.clone();
         let mut stdin = child.stdin.take();
         let io_err = |source| CommandError::Io {
@@ -387,6 +388,14 @@ impl Cmd {
         let output = match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r.map_err(io_err)?,
             Err(_) => {
+                // The child itself is killed on drop; its process group (helpers it forked)
+                // is killed here. The child is not reaped yet, so the group id is still ours.
+                if let Some(pid) = pid {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
                 return Err(CommandError::Timeout {
                     command,
                     timeout: self.timeout,

@@ -282,6 +282,44 @@ impl Drop for Server {
     }
 }
 
+/// A DNS server on `addr:53` in netns `netns` answering every A query with `answer` (other
+/// query types get an empty answer).
+fn start_dns(netns: &str, addr: Ipv4Addr, answer: Ipv4Addr) -> Server {
+    let script = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 53))
+ans = bytes(int(x) for x in sys.argv[2].split('.'))
+print(53, flush=True)
+while True:
+    q, a = s.recvfrom(512)
+    i = 12
+    while q[i] != 0:
+        i += 1 + q[i]
+    qend = i + 5
+    if q[i + 1:i + 3] == b'\x00\x01':
+        r = q[:2] + b'\x81\x80' + q[4:6] + b'\x00\x01\x00\x00\x00\x00' + q[12:qend] \
+            + b'\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04' + ans
+    else:
+        r = q[:2] + b'\x81\x80' + q[4:6] + b'\x00\x00\x00\x00\x00\x00' + q[12:qend]
+    s.sendto(r, a)
+"#;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", netns, "python3", "-c", script])
+        .arg(addr.to_string())
+        .arg(answer.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "53", "dns server started");
+    Server { child, port: 53 }
+}
+
 fn http_get(addr: Ipv4Addr, port: u16) -> std::io::Result<String> {
     let mut s = TcpStream::connect_timeout(&(addr, port).into(), Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -328,7 +366,15 @@ fn runsc_egress_allowed_denied_and_sandboxes_isolated() {
             .contains("internet-ok")
     );
 
-    let name = common::make_template(data.path(), "net", &[("srv/index.html", "sandbox-b-ok")]);
+    let _dns = start_dns(&inet_ns, inet_ip, inet_ip);
+    let name = common::make_template(
+        data.path(),
+        "net",
+        &[
+            ("srv/index.html", "sandbox-b-ok"),
+            ("etc/resolv.conf", "nameserver 10.202.3.2\n"),
+        ],
+    );
     let reg = ImageRegistry::new(data.path());
     let mgr = manager(data.path(), &prefix, pool);
     let open = mgr
@@ -356,7 +402,8 @@ fn runsc_egress_allowed_denied_and_sandboxes_isolated() {
         )
         .unwrap();
 
-    // The host side of `closed` serves a page: sandboxes may always reach their host.
+    // A server on the host side of `closed`: sandboxes must not be able to open connections
+    // to the host.
     let host_www = data.path().join("host-www");
     std::fs::create_dir_all(&host_www).unwrap();
     std::fs::write(host_www.join("index.html"), "host-ok").unwrap();
@@ -383,36 +430,70 @@ fn runsc_egress_allowed_denied_and_sandboxes_isolated() {
         out
     };
 
-    // Egress allowed: NATed to the fake internet.
+    // Egress allowed: NATed to the fake internet, by address and by name (DNS over UDP,
+    // through the sandbox's /etc/resolv.conf).
     let out = run(
         "open",
         &open,
-        fetch(format!("http://{inet_ip}:{}/", internet.port)),
+        format!(
+            "{}; {}",
+            fetch(format!("http://{inet_ip}:{}/", internet.port)),
+            fetch(format!("http://www.internet.test:{}/", internet.port))
+        ),
     );
-    assert!(
-        out.contains("GOT:internet-ok"),
-        "open sandbox egress: {out}"
+    assert_eq!(
+        out.matches("GOT:internet-ok").count(),
+        2,
+        "open sandbox egress by IP and by name: {out}"
     );
 
-    // Egress denied, but the host is reachable.
+    // Egress denied; the host is not reachable either (from any sandbox), though it serves.
+    assert!(
+        http_get(closed.host_ip, host_server.port)
+            .unwrap()
+            .contains("host-ok")
+    );
+    let host_url = format!("http://{}:{}/", closed.host_ip, host_server.port);
     let out = run(
         "closed",
         &closed,
         format!(
             "{}; {}",
             fetch(format!("http://{inet_ip}:{}/", internet.port)),
-            fetch(format!("http://{}:{}/", closed.host_ip, host_server.port))
+            fetch(host_url.clone())
         ),
     );
+    assert_eq!(
+        out.matches("FAILED").count(),
+        2,
+        "closed sandbox reached something: {out}"
+    );
+    let out = run("open", &open, fetch(host_url));
     assert!(
         out.contains("FAILED"),
-        "closed sandbox must not reach the internet: {out}"
+        "open sandbox must not reach the host: {out}"
+    );
+    // Allowing egress again (setup is the update path) makes the same fetch work: the
+    // denial above was the rule, not a broken sandbox network.
+    let reopened = mgr
+        .setup(
+            "closed",
+            NetOptions {
+                allow_internet: true,
+            },
+        )
+        .unwrap();
+    assert_eq!(reopened.sandbox_ip, closed.sandbox_ip);
+    assert!(!nft_table(&prefix).contains(&closed.sandbox_ip.to_string()));
+    let out = run(
+        "closed",
+        &reopened,
+        fetch(format!("http://{inet_ip}:{}/", internet.port)),
     );
     assert!(
-        out.contains("GOT:host-ok"),
-        "closed sandbox reaches its host: {out}"
+        out.contains("GOT:internet-ok"),
+        "re-allowed sandbox egress: {out}"
     );
-    assert!(!out.contains("GOT:internet-ok"), "{out}");
 
     // Isolation: `target` serves HTTP; the host reaches it, another sandbox does not.
     let target_rootfs =

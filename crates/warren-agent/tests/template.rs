@@ -79,3 +79,49 @@ fn minimal_template_builds_and_boots_in_runsc() {
     assert!(common::mounts_under(data.path()).is_empty());
     assert!(common::loops_under(data.path()).is_empty());
 }
+
+/// Slow (debootstrap, minutes) and needs the apt mirror: runs only with `RUN_SLOW_TESTS=1`.
+#[test]
+fn base_template_builds_and_runs_python_in_runsc() {
+    if std::env::var_os("RUN_SLOW_TESTS").is_none() {
+        eprintln!("SKIPPED base template build: set RUN_SLOW_TESTS=1 (debootstrap, minutes)");
+        return;
+    }
+    skip_unless!("runsc", "mkfs.ext4", "losetup", "debootstrap");
+    let data = common::data_dir();
+    let d = data.path().to_path_buf();
+    let _cleanup = common::Guard(|| common::force_cleanup_dir(&d));
+    let started = Instant::now();
+    let mut lines = 0;
+    let t = warren_agent::template::build_base(data.path(), Path::new("/bin/busybox"), &mut |p| {
+        if matches!(p, Progress::Line(_)) {
+            lines += 1
+        }
+    })
+    .unwrap();
+    eprintln!("base template built in {:?}", started.elapsed());
+    assert!(lines > 10, "debootstrap progress was streamed");
+    let name = TemplateName::new("base").unwrap();
+    assert_eq!(t.name, name);
+    let reg = ImageRegistry::new(data.path());
+    let rootfs = SandboxRootfs::mount(data.path(), "py", reg.acquire(&name).unwrap()).unwrap();
+    let runsc = common::Runsc::new(data.path());
+    let bundle = data.path().join("bundle");
+    let script = "python3 -c 'print(\"py\", 6*7)'; git --version; curl --version | head -1; \
+                  pip3 --version; id user; test -x /usr/bin/envd && echo envd-present";
+    runsc.bundle(&bundle, &rootfs.path(), None, &["/bin/sh", "-c", script]);
+    let (ok, out) = runsc.run(&common::unique("base"), &bundle, Duration::from_secs(120));
+    assert!(ok, "{out}");
+    for want in [
+        "py 42",
+        "git version",
+        "curl ",
+        "pip ",
+        "uid=1000(user)",
+        "envd-present",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in: {out}");
+    }
+    rootfs.remove().unwrap();
+    assert!(common::loops_under(data.path()).is_empty());
+}

@@ -14,8 +14,10 @@
 //! - nftables table `ip warren`: masquerade of the pool out of every non-sandbox interface
 //!   (the default-route uplink and any other: hosts with several uplinks work too), a drop of
 //!   anything forwarded from one sandbox veth to another, and a set `no_internet` of sandbox
-//!   IPs whose forwarded traffic is dropped (`allow_internet: false`). Traffic from a sandbox
-//!   to the host itself (input path) is not filtered here.
+//!   IPs whose forwarded traffic is dropped (`allow_internet: false`), and an input chain that
+//!   drops new connections from sandbox veths to the host itself (the agent's RPC port, an
+//!   all-in-one control plane, anything bound to 0.0.0.0): the host may connect into a
+//!   sandbox (envd), a sandbox may not connect to the host.
 //!
 //! The prefix (`warren`) is configurable ([`NetConfig::prefix`]) so parallel tests get their own
 //! netns names and nft table; veth names derive from the (per-test, distinct) pool addresses.
@@ -44,8 +46,8 @@
 //!   before unmounting its rootfs (else the loop device frees only when the gofer exits).
 //! - Checked end to end (tests/net.rs): an `allow_internet` sandbox reaches a server in
 //!   another netns that has no route back to the pool (so masquerade is proven), a denied one
-//!   does not but reaches its host IP, and one sandbox cannot reach another's listening port
-//!   while the host can.
+//!   does not (until allowed again), neither reaches a server on the host, and one sandbox
+//!   cannot reach another's listening port while the host can.
 
 mod allocator;
 pub mod gvisor;
@@ -485,6 +487,11 @@ fn nft_table_script(table: &str, pool: Ipv4Pool, denied: &[String]) -> String {
 delete table ip {table}
 table ip {table} {{
   set no_internet {{ type ipv4_addr;{elements} }}
+  chain input {{
+    type filter hook input priority filter; policy accept;
+    iifname \"{v}*\" ct state established,related accept
+    iifname \"{v}*\" drop
+  }}
   chain forward {{
     type filter hook forward priority filter; policy accept;
     iifname \"{v}*\" oifname \"{v}*\" drop
@@ -638,6 +645,7 @@ mod tests {
         let s = nft_table_script("warren", pool, &[]);
         assert!(s.contains("set no_internet { type ipv4_addr; }"));
         assert!(s.contains("ip saddr 10.77.0.0/16 oifname != \"wv*\" masquerade"));
+        assert!(s.contains("iifname \"wv*\" ct state established,related accept"));
         let s = nft_table_script("t", pool, &["10.77.0.2".into(), "10.77.0.6".into()]);
         assert!(s.contains("elements = { 10.77.0.2, 10.77.0.6 };"));
     }

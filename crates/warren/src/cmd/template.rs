@@ -63,12 +63,17 @@ fn build(kind: Kind, data_dir: &Path, envd: &Path) -> anyhow::Result<()> {
             .expect("static progress template is valid"),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
+    // Not a terminal (CI, logs): indicatif draws nothing, so phases go to stderr as lines.
+    let plain = bar.is_hidden();
     let mut on_progress = |p: Progress| match p {
         Progress::Phase {
             step,
             total,
             message,
         } => {
+            if plain {
+                eprintln!("[{step}/{total}] {message}");
+            }
             bar.set_prefix(format!("[{step}/{total}]"));
             bar.println(format!("[{step}/{total}] {message}"));
             bar.set_message(message);
