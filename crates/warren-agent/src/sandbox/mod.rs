@@ -606,6 +606,11 @@ impl SandboxManager {
             self.inner.config.envd_ready_timeout,
         )
         .await?;
+        let env = slot.record().env;
+        if checkpoint.is_none() && !env.is_empty() {
+            // envd gives its processes a clean environment plus what `/init` set.
+            init_envd(&id, network.sandbox_ip, &env).await?;
+        }
         tracing::info!(
             sandbox_id = %id,
             prepare_ms = t_prep.as_millis() as u64,
@@ -1321,6 +1326,56 @@ pub async fn wait_for_envd(
             });
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// `POST /init {"envVars": ...}` to envd: the sandbox's env vars for every process it starts.
+async fn init_envd(
+    sandbox_id: &str,
+    ip: Ipv4Addr,
+    env: &BTreeMap<String, String>,
+) -> Result<(), SandboxError> {
+    let addr = SocketAddr::from((ip, ENVD_PORT));
+    let body = serde_json::json!({ "envVars": env }).to_string();
+    let fail = |message: String| SandboxError::Envd {
+        sandbox_id: sandbox_id.to_string(),
+        message,
+        caller_fault: false,
+        not_found: false,
+    };
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.set_zero_linger()?;
+        s.write_all(
+            format!(
+                "POST /init HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await?;
+        let mut buf = [0u8; 32];
+        let mut n = 0;
+        while n < 12 {
+            let m = s.read(&mut buf[n..]).await?;
+            if m == 0 {
+                break;
+            }
+            n += m;
+        }
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    let status = tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .map_err(|_| fail("POST /init timed out".into()))?
+        .map_err(|e| fail(format!("POST /init: {e}")))?;
+    if status.starts_with("HTTP/1.1 2") || status.starts_with("HTTP/1.0 2") {
+        Ok(())
+    } else {
+        Err(fail(format!(
+            "POST /init answered {}",
+            status.lines().next().unwrap_or("")
+        )))
     }
 }
 
