@@ -193,9 +193,17 @@ where
                 "request body must be a json object".into(),
             ));
         }
-        serde_json::from_value(value)
+        // The path names the offending field: "password: invalid type: integer `1`, ...".
+        serde_path_to_error::deserialize(value)
             .map(Json)
-            .map_err(|e| ApiError::Unprocessable(e.to_string()))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                if path == "." {
+                    ApiError::Unprocessable(e.into_inner().to_string())
+                } else {
+                    ApiError::Unprocessable(format!("{path}: {}", e.into_inner()))
+                }
+            })
     }
 }
 

@@ -235,6 +235,20 @@ async fn signup_bad_inputs(app: TestApp) {
             None => assert_error(&got, *status, code),
         }
     }
+    // Wrong types name the field.
+    let got = app
+        .post(
+            "/v1/auth/signup",
+            &json!({"email": "a@b.co", "password": 12345678}),
+            Auth::None,
+        )
+        .await;
+    let message = got
+        .1
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    assert!(message.starts_with("password:"), "{message}");
     // Several bad fields are all reported.
     let got = app
         .post(
