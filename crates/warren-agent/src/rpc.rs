@@ -260,7 +260,7 @@ impl pb::HostAgent for HostAgentService {
         _ctx: RequestContext,
         request: ServiceRequest<'_, pb::DestroySandboxRequest>,
     ) -> Res<pb::DestroySandboxResponse> {
-        let id = required("sandbox_id", &request.sandbox_id)?.to_string();
+        let id = required("sandbox_id", request.sandbox_id)?.to_string();
         self.mgr.destroy(&id).await.map_err(c)?;
         Response::ok(pb::DestroySandboxResponse::default())
     }
@@ -270,7 +270,7 @@ impl pb::HostAgent for HostAgentService {
         _ctx: RequestContext,
         request: ServiceRequest<'_, pb::PauseSandboxRequest>,
     ) -> Res<pb::PauseSandboxResponse> {
-        let id = required("sandbox_id", &request.sandbox_id)?.to_string();
+        let id = required("sandbox_id", request.sandbox_id)?.to_string();
         let i = self.mgr.pause(&id).await.map_err(c)?;
         Response::ok(pb::PauseSandboxResponse {
             sandbox: info(i).into(),
@@ -283,7 +283,7 @@ impl pb::HostAgent for HostAgentService {
         _ctx: RequestContext,
         request: ServiceRequest<'_, pb::ResumeSandboxRequest>,
     ) -> Res<pb::ResumeSandboxResponse> {
-        let id = required("sandbox_id", &request.sandbox_id)?.to_string();
+        let id = required("sandbox_id", request.sandbox_id)?.to_string();
         let i = self.mgr.resume(&id, request.timeout_sec).await.map_err(c)?;
         Response::ok(pb::ResumeSandboxResponse {
             sandbox: info(i).into(),
@@ -307,7 +307,7 @@ impl pb::HostAgent for HostAgentService {
         _ctx: RequestContext,
         request: ServiceRequest<'_, pb::GetSandboxRequest>,
     ) -> Res<pb::GetSandboxResponse> {
-        let id = required("sandbox_id", &request.sandbox_id)?;
+        let id = required("sandbox_id", request.sandbox_id)?;
         let i = self.mgr.get(id).map_err(c)?;
         Response::ok(pb::GetSandboxResponse {
             sandbox: info(i).into(),
@@ -422,8 +422,8 @@ impl pb::HostAgent for HostAgentService {
         _ctx: RequestContext,
         request: ServiceRequest<'_, pb::ReadFileRequest>,
     ) -> Res<pb::ReadFileResponse> {
-        let id = required("sandbox_id", &request.sandbox_id)?.to_string();
-        let path = required("path", &request.path)?.to_string();
+        let id = required("sandbox_id", request.sandbox_id)?.to_string();
+        let path = required("path", request.path)?.to_string();
         let envd = self.envd(&id, false).map_err(c)?;
         let content = envd
             .read_file(&path, Some("root"))
@@ -478,8 +478,8 @@ impl pb::HostAgent for HostAgentService {
         _ctx: RequestContext,
         request: ServiceRequest<'_, pb::ReadFileRequest>,
     ) -> Res<ServiceStream<pb::ReadFileStreamResponse>> {
-        let id = required("sandbox_id", &request.sandbox_id)?.to_string();
-        let path = required("path", &request.path)?.to_string();
+        let id = required("sandbox_id", request.sandbox_id)?.to_string();
+        let path = required("path", request.path)?.to_string();
         let envd = self.envd(&id, false).map_err(c)?;
         let body = envd
             .read_file_stream(&path, Some("root"))
@@ -507,7 +507,10 @@ impl pb::HostAgent for HostAgentService {
                     match body.next().await {
                         Some(Ok(b)) => buf.extend_from_slice(&b),
                         Some(Err(e)) => {
-                            return Some((Err(c(envd_error(&id, e))), (body, Vec::new(), true, id)));
+                            return Some((
+                                Err(c(envd_error(&id, e))),
+                                (body, Vec::new(), true, id),
+                            ));
                         }
                         None => done = true,
                     }
@@ -524,8 +527,8 @@ impl pb::HostAgent for HostAgentService {
         _ctx: RequestContext,
         request: ServiceRequest<'_, pb::CreateSnapshotRequest>,
     ) -> Res<pb::CreateSnapshotResponse> {
-        let id = required("sandbox_id", &request.sandbox_id)?.to_string();
-        let name = required("name", &request.name)?.to_string();
+        let id = required("sandbox_id", request.sandbox_id)?.to_string();
+        let name = required("name", request.name)?.to_string();
         let t = self
             .mgr
             .snapshot(&id, &name, request.overwrite)
@@ -543,7 +546,7 @@ impl pb::HostAgent for HostAgentService {
         _ctx: RequestContext,
         request: ServiceRequest<'_, pb::DeleteSnapshotRequest>,
     ) -> Res<pb::DeleteSnapshotResponse> {
-        let name = required("name", &request.name)?.to_string();
+        let name = required("name", request.name)?.to_string();
         self.mgr.delete_template(&name).await.map_err(c)?;
         Response::ok(pb::DeleteSnapshotResponse::default())
     }
@@ -553,8 +556,8 @@ impl pb::HostAgent for HostAgentService {
         _ctx: RequestContext,
         request: ServiceRequest<'_, pb::FlattenRootfsRequest>,
     ) -> Res<pb::FlattenRootfsResponse> {
-        let id = required("sandbox_id", &request.sandbox_id)?.to_string();
-        let name = required("name", &request.name)?.to_string();
+        let id = required("sandbox_id", request.sandbox_id)?.to_string();
+        let name = required("name", request.name)?.to_string();
         let t = self
             .mgr
             .flatten(&id, &name, request.overwrite)
@@ -572,7 +575,7 @@ impl pb::HostAgent for HostAgentService {
         _ctx: RequestContext,
         request: ServiceRequest<'_, pb::PingSandboxRequest>,
     ) -> Res<pb::PingSandboxResponse> {
-        let id = required("sandbox_id", &request.sandbox_id)?;
+        let id = required("sandbox_id", request.sandbox_id)?;
         let expires = self.mgr.ping(id, request.timeout_sec).map_err(c)?;
         Response::ok(pb::PingSandboxResponse {
             expires_at_unix: expires,
@@ -585,7 +588,7 @@ impl pb::HostAgent for HostAgentService {
         _ctx: RequestContext,
         request: ServiceRequest<'_, pb::GetSandboxMetricsRequest>,
     ) -> Res<pb::GetSandboxMetricsResponse> {
-        let id = required("sandbox_id", &request.sandbox_id)?.to_string();
+        let id = required("sandbox_id", request.sandbox_id)?.to_string();
         let (u, disk) = self.mgr.metrics(&id).await.map_err(c)?;
         Response::ok(pb::GetSandboxMetricsResponse {
             cpu_usage_ns: u.cpu_usage_ns,

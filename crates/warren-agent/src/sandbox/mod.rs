@@ -1159,10 +1159,10 @@ impl SandboxManager {
         }
         // Runtime instances nobody owns (their state is gone): stop them.
         for i in &instances {
-            if !live.contains(&i.id) {
-                if let Err(e) = self.inner.runtime.destroy(&i.id).await {
-                    tracing::warn!(sandbox_id = %i.id, error = %e, "removing orphan runtime instance failed");
-                }
+            if !live.contains(&i.id)
+                && let Err(e) = self.inner.runtime.destroy(&i.id).await
+            {
+                tracing::warn!(sandbox_id = %i.id, error = %e, "removing orphan runtime instance failed");
             }
         }
         let this = self.clone();
