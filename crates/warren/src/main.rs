@@ -10,7 +10,11 @@ mod cmd;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "warren", version, about = "Self-hosted sandboxes for untrusted code")]
+#[command(
+    name = "warren",
+    version,
+    about = "Self-hosted sandboxes for untrusted code"
+)]
 struct Cli {
     /// Log format: human-readable text or one JSON object per line.
     #[arg(long, global = true, env = "WARREN_LOG_FORMAT", default_value = "text")]
