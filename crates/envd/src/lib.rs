@@ -8,6 +8,8 @@
 //!
 //! # Layout
 //! - [`serve`] takes a bound listener and a shutdown future (tests bind port 0).
+//! - [`serve_std`] does the same from a blocking std listener: the binary uses it because
+//!   gVisor's `runsc checkpoint` refuses to save a listening socket with epoll waiters.
 //! - [`State`] is the shared handle: the process table, watchers, env vars, access token.
 //! - [`init`] holds the PID-1 duties (mounts, hostname, zombie reaping is in [`process`]).
 //! - [`user`] resolves sandbox users from `/etc/passwd` (static binary: no NSS).
@@ -156,4 +158,111 @@ pub async fn serve(
         .await;
     state.processes().terminate_all();
     result
+}
+
+/// Serves envd on a blocking std `listener` until `shutdown` resolves, then stops running
+/// processes.
+///
+/// Why not [`serve`]: tokio registers its listening socket with epoll, and gVisor (runsc
+/// 2022-12-19) refuses to checkpoint a TCP endpoint that has epoll waiters ("endpoint still has
+/// waiters upon save"), so a paused sandbox could never be saved. Here a dedicated std thread
+/// blocks in `accept(2)` (no epoll on the listener) and hands every accepted stream to tokio,
+/// which serves it with hyper's auto (HTTP/1.1 + h2c) connection builder. Accepted streams do
+/// go through epoll; the host agent resets host-side connections before it checkpoints.
+pub async fn serve_std(
+    listener: std::net::TcpListener,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+
+    listener.set_nonblocking(false)?;
+    let state = State::new(config);
+    process::start_reaper(state.clone());
+    let service = hyper_util::service::TowerToHyperService::new(app(state.clone()));
+    let graceful = std::sync::Arc::new(std::sync::Mutex::new(Some(
+        hyper_util::server::graceful::GracefulShutdown::new(),
+    )));
+    let handle = tokio::runtime::Handle::current();
+    let listener_fd = listener.as_raw_fd();
+    let accept_graceful = graceful.clone();
+    let accept_thread = std::thread::Builder::new()
+        .name("envd-accept".into())
+        .spawn(move || accept_loop(listener, handle, service, accept_graceful))?;
+
+    shutdown.await;
+    // Wake the blocked accept(2): shutdown(2) on a listening socket makes it fail with EINVAL.
+    // SAFETY: the fd stays open until the accept thread (which owns the listener) returns.
+    unsafe { libc::shutdown(listener_fd, libc::SHUT_RDWR) };
+    let _ = tokio::task::spawn_blocking(move || accept_thread.join()).await;
+    let watcher = graceful.lock().expect("lock poisoned").take();
+    if let Some(graceful) = watcher {
+        graceful.shutdown().await;
+    }
+    state.processes().terminate_all();
+    Ok(())
+}
+
+type HyperService = hyper_util::service::TowerToHyperService<axum::Router>;
+type SharedGraceful =
+    std::sync::Arc<std::sync::Mutex<Option<hyper_util::server::graceful::GracefulShutdown>>>;
+
+/// Blocks in `accept(2)` until the listener is shut down, spawning one tokio task per stream.
+fn accept_loop(
+    listener: std::net::TcpListener,
+    handle: tokio::runtime::Handle,
+    service: HyperService,
+    graceful: SharedGraceful,
+) {
+    loop {
+        let stream = match listener.accept() {
+            Ok((stream, _peer)) => stream,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if is_transient_accept_error(&e) => {
+                tracing::warn!(error = %e, "accept failed; retrying");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "accept loop stops");
+                return;
+            }
+        };
+        let watcher = match graceful.lock().expect("lock poisoned").as_ref() {
+            Some(g) => g.watcher(),
+            None => return,
+        };
+        if let Err(e) = stream.set_nonblocking(true) {
+            tracing::warn!(error = %e, "cannot make an accepted stream non-blocking");
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        handle.spawn(async move {
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot register an accepted stream");
+                    return;
+                }
+            };
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let conn = builder
+                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Accept errors that concern one connection or a passing resource shortage, not the listener.
+fn is_transient_accept_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionAborted | ConnectionReset | WouldBlock)
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EPROTO)
+        )
 }

@@ -41,7 +41,8 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind((args.host, args.port)).await?;
+        // A blocking std listener, not tokio's: see `envd::serve_std` (gVisor checkpoint).
+        let listener = std::net::TcpListener::bind((args.host, args.port))?;
         let addr = listener.local_addr()?;
         println!("envd listening on {addr}");
         tracing::info!(%addr, pid1, "envd listening");
@@ -60,7 +61,7 @@ fn main() -> anyhow::Result<()> {
             }
             tracing::info!("shutting down");
         };
-        envd::serve(listener, config, shutdown).await?;
+        envd::serve_std(listener, config, shutdown).await?;
         anyhow::Ok(())
     })
 }
