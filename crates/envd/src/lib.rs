@@ -195,13 +195,22 @@ pub async fn serve_std(
     // SAFETY: the fd stays open until the accept thread (which owns the listener) returns.
     unsafe { libc::shutdown(listener_fd, libc::SHUT_RDWR) };
     let _ = tokio::task::spawn_blocking(move || accept_thread.join()).await;
-    let watcher = graceful.lock().expect("lock poisoned").take();
-    if let Some(graceful) = watcher {
-        graceful.shutdown().await;
-    }
+    // Processes first: a `Start` stream stays open until its process exits, so waiting for
+    // connections before stopping processes would wait forever.
     state.processes().terminate_all();
+    let watcher = graceful.lock().expect("lock poisoned").take();
+    if let Some(graceful) = watcher
+        && tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+            .await
+            .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period; exiting");
+    }
     Ok(())
 }
+
+/// How long shutdown waits for open connections to finish their requests.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 type HyperService = hyper_util::service::TowerToHyperService<axum::Router>;
 type SharedGraceful =

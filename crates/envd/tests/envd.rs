@@ -364,3 +364,44 @@ async fn json_codec_over_http1_and_init_envs() {
         .unwrap();
     assert!(m["mem_total"].as_u64().unwrap() > 0, "{m}");
 }
+
+/// The std accept thread serves HTTP/1.1 and h2c alike, and SIGTERM still shuts envd down
+/// gracefully (exit 0, promptly) while a process it started is running.
+#[tokio::test]
+async fn std_listener_serves_h1_and_h2c_and_sigterm_exits() {
+    let mut envd = Envd::start(&[]);
+    let health = format!("{}/health", envd.url);
+    let h1 = reqwest::Client::new().get(&health).send().await.unwrap();
+    assert_eq!(h1.version(), reqwest::Version::HTTP_11);
+    assert!(h1.status().is_success());
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+        .get(&health)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h2.version(), reqwest::Version::HTTP_2);
+    assert!(h2.status().is_success());
+
+    let _events = envd
+        .client()
+        .start(Command::new("/bin/sleep", ["100"]))
+        .await
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(envd.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = envd.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "envd still running 10 s after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "envd exit after SIGTERM: {status}");
+}
