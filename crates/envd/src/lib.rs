@@ -7,9 +7,9 @@
 //! runs: a restarted envd starts empty.
 //!
 //! # Layout
-//! - [`serve`] takes a bound listener and a shutdown future (tests bind port 0).
-//! - [`serve_std`] does the same from a blocking std listener: the binary uses it because
-//!   gVisor's `runsc checkpoint` refuses to save a listening socket with epoll waiters.
+//! - [`serve_std`] takes a bound blocking std listener and a shutdown future (tests bind port
+//!   0); not a tokio listener, because gVisor's `runsc checkpoint` refuses to save a listening
+//!   socket with epoll waiters.
 //! - [`State`] is the shared handle: the process table, watchers, env vars, access token.
 //! - [`init`] holds the PID-1 duties (mounts, hostname, zombie reaping is in [`process`]).
 //! - [`user`] resolves sandbox users from `/etc/passwd` (static binary: no NSS).
@@ -145,25 +145,10 @@ pub fn app(state: State) -> axum::Router {
         .layer(axum::extract::DefaultBodyLimit::disable())
 }
 
-/// Serves envd on `listener` until `shutdown` resolves, then stops running processes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    config: Config,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let state = State::new(config);
-    process::start_reaper(state.clone());
-    let result = axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await;
-    state.processes().terminate_all();
-    result
-}
-
 /// Serves envd on a blocking std `listener` until `shutdown` resolves, then stops running
 /// processes.
 ///
-/// Why not [`serve`]: tokio registers its listening socket with epoll, and gVisor (runsc
+/// Why not `axum::serve` on a tokio listener: tokio registers its listening socket with epoll, and gVisor (runsc
 /// 2022-12-19) refuses to checkpoint a TCP endpoint that has epoll waiters ("endpoint still has
 /// waiters upon save"), so a paused sandbox could never be saved. Here a dedicated std thread
 /// blocks in `accept(2)` (no epoll on the listener) and hands every accepted stream to tokio,
