@@ -189,6 +189,39 @@ pub struct EnvdClient {
     access_token: Option<String>,
 }
 
+/// Turns a `Start` or `Connect` response stream (two message types with the same `event`
+/// field) into [`ProcessEvents`]: keepalives dropped, the stream ends after the end event.
+/// A macro rather than a generic fn: connectrpc's `message::<M>()` bounds go through GATs
+/// that a generic helper cannot name without losing `Send`.
+macro_rules! process_events {
+    ($stream:expr, $resp:ty, $call:literal) => {
+        Box::pin(futures::stream::unfold(Some($stream), |s| async move {
+            let mut s = s?;
+            loop {
+                match s.message::<$resp>().await {
+                    // Keepalives carry nothing for the caller.
+                    Ok(Some(m)) => {
+                        if let Some(ev) = convert(m.to_owned_message().event.into_option()) {
+                            let done = matches!(ev, ProcessEvent::End { .. });
+                            return Some((Ok(ev), if done { None } else { Some(s) }));
+                        }
+                    }
+                    Ok(None) => return None,
+                    Err(e) => {
+                        return Some((
+                            Err(ClientError::Rpc {
+                                call: $call,
+                                source: e,
+                            }),
+                            None,
+                        ));
+                    }
+                }
+            }
+        }))
+    };
+}
+
 fn rpc_err(call: &'static str) -> impl FnOnce(connectrpc::ConnectError) -> ClientError {
     move |source| ClientError::Rpc { call, source }
 }
@@ -301,33 +334,7 @@ impl EnvdClient {
             .start_with_options(req, Self::options(command.user.as_deref()))
             .await
             .map_err(rpc_err("Start"))?;
-        Ok(Box::pin(futures::stream::unfold(
-            Some(stream),
-            |s| async move {
-                let mut s = s?;
-                loop {
-                    match s.message::<pb::StartResponse>().await {
-                        // Keepalives carry nothing for the caller.
-                        Ok(Some(m)) => {
-                            if let Some(ev) = convert(m.to_owned_message().event.into_option()) {
-                                let done = matches!(ev, ProcessEvent::End { .. });
-                                return Some((Ok(ev), if done { None } else { Some(s) }));
-                            }
-                        }
-                        Ok(None) => return None,
-                        Err(e) => {
-                            return Some((
-                                Err(ClientError::Rpc {
-                                    call: "Start",
-                                    source: e,
-                                }),
-                                None,
-                            ));
-                        }
-                    }
-                }
-            },
-        )))
+        Ok(process_events!(stream, pb::StartResponse, "Start"))
     }
 
     /// Re-attaches to a running process: its events from now on (a start event first).
@@ -337,33 +344,7 @@ impl EnvdClient {
             ..Default::default()
         };
         let stream = self.rpc.connect(req).await.map_err(rpc_err("Connect"))?;
-        Ok(Box::pin(futures::stream::unfold(
-            Some(stream),
-            |s| async move {
-                let mut s = s?;
-                loop {
-                    match s.message::<pb::ConnectResponse>().await {
-                        // Keepalives carry nothing for the caller.
-                        Ok(Some(m)) => {
-                            if let Some(ev) = convert(m.to_owned_message().event.into_option()) {
-                                let done = matches!(ev, ProcessEvent::End { .. });
-                                return Some((Ok(ev), if done { None } else { Some(s) }));
-                            }
-                        }
-                        Ok(None) => return None,
-                        Err(e) => {
-                            return Some((
-                                Err(ClientError::Rpc {
-                                    call: "Connect",
-                                    source: e,
-                                }),
-                                None,
-                            ));
-                        }
-                    }
-                }
-            },
-        )))
+        Ok(process_events!(stream, pb::ConnectResponse, "Connect"))
     }
 
     /// Runs a command to the end, collecting its output.
