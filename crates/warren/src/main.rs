@@ -1,5 +1,6 @@
 //! `warren`: the one binary of Warren (like k3s): `warren server` runs the control plane,
-//! `warren agent` a host agent, `warren template` builds templates on a host.
+//! `warren agent` a host agent, `warren up` both on one machine, `warren template` builds
+//! templates on a host.
 //!
 //! This crate only parses flags and environment into typed configs, sets up logging and wires
 //! the library crates together; it decides nothing itself. Each subcommand lives in its own
@@ -32,6 +33,9 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// All in one on this machine (root): control plane + a registered agent + the `minimal`
+    /// template; prints the URL, an API key and a first curl.
+    Up(cmd::up::Args),
     /// Run the control plane (REST API, auth, scheduling).
     Server(cmd::server::Args),
     /// Run a host agent (root): the sandboxes of this host.
@@ -65,6 +69,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         match cli.command {
+            Command::Up(args) => cmd::up::run(args).await,
             Command::Server(args) => cmd::server::run(args).await,
             Command::Agent(args) => cmd::agent::run(args).await,
             Command::Template(command) => cmd::template::run(command).await,
