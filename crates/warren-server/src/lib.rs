@@ -25,6 +25,7 @@ pub mod api_key;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod fleet;
 pub mod health;
 pub mod input;
 pub mod openapi;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::auth::jwt::{self, JwtKeys, SecretError};
 use crate::auth::password::{self, PasswordError};
 use crate::config::Config;
+use crate::fleet::agent_auth::{AgentKeyError, AgentSigner};
 use crate::store::{Store, StoreError};
 
 /// Why the control plane could not start.
@@ -28,6 +29,9 @@ pub enum StartError {
     /// The password parameters are invalid.
     #[error(transparent)]
     Password(#[from] PasswordError),
+    /// The agent signing key is unusable.
+    #[error(transparent)]
+    AgentKey(#[from] AgentKeyError),
 }
 
 /// Shared state of the control plane.
@@ -39,6 +43,8 @@ struct Inner {
     config: Config,
     store: Store,
     jwt: JwtKeys,
+    /// Signs the tokens the control plane presents to agents.
+    agent_signer: AgentSigner,
     /// Hash verified against when a login names an unknown email, so that both paths cost
     /// the same and response time does not reveal which emails exist.
     dummy_hash: String,
@@ -57,11 +63,13 @@ impl AppState {
         )?;
         let jwt = JwtKeys::new(&secret, config.jwt_ttl);
         let dummy_hash = password::hash(config.password, "warren-dummy-password")?;
+        let agent_signer = AgentSigner::load_or_create(&config.data_dir)?;
         let store = Store::connect(&config.database, config.max_db_connections).await?;
         Ok(Self(Arc::new(Inner {
             config,
             store,
             jwt,
+            agent_signer,
             dummy_hash,
         })))
     }
@@ -79,6 +87,11 @@ impl AppState {
     /// JWT keys.
     pub fn jwt(&self) -> &JwtKeys {
         &self.0.jwt
+    }
+
+    /// Signs the control plane's tokens towards agents.
+    pub fn agent_signer(&self) -> &AgentSigner {
+        &self.0.agent_signer
     }
 
     pub(crate) fn dummy_hash(&self) -> &str {
