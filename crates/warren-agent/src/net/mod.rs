@@ -406,7 +406,12 @@ impl NetworkManager {
                 if live.contains(&id) || validate_name("sandbox id", id).is_err() {
                     continue;
                 }
-                ip(id, ["netns", "del", &name])?;
+                // Another agent or a concurrent teardown may remove it first: gone is fine.
+                if let Err(e) = ip(id, ["netns", "del", &name])
+                    && Path::new(NETNS_DIR).join(&name).exists()
+                {
+                    return Err(e);
+                }
                 if !removed.iter().any(|r| r == id) {
                     removed.push(id.to_string());
                 }
@@ -423,8 +428,14 @@ impl NetworkManager {
             let Some(ip_addr) = veth_ip(&name) else {
                 continue;
             };
-            if self.config.pool.contains(ip_addr) && !live_veths.contains(&name) {
-                ip("", ["link", "del", &name])?;
+            if self.config.pool.contains(ip_addr)
+                && !live_veths.contains(&name)
+                && let Err(e) = ip("", ["link", "del", &name])
+                // Deleting a netns takes its veth peer with it, so the link may be gone
+                // already: only a link that is still there is an error.
+                && list_links()?.contains(&name)
+            {
+                return Err(e);
             }
         }
         self.rebuild_nft()?;
