@@ -216,6 +216,7 @@ fn exec_command(req: &pb::ExecRequest) -> Result<Command, ConnectError> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         cwd: (!req.cwd.is_empty()).then(|| req.cwd.clone()),
+        user: (!req.user.is_empty()).then(|| req.user.clone()),
         ..Default::default()
     })
 }
