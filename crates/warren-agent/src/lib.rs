@@ -10,6 +10,7 @@
 
 pub mod command;
 pub mod net;
+pub mod proxy;
 pub mod rpc;
 pub mod runtime;
 pub mod sandbox;

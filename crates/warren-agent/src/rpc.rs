@@ -41,10 +41,12 @@ pub struct HostAgentService {
 
 /// Builds the HTTP router serving the service, behind bearer-token auth.
 pub fn router(mgr: SandboxManager, token: String) -> axum::Router {
+    let proxy = crate::proxy::router(mgr.clone());
     let svc = Arc::new(HostAgentService { mgr });
     let connect = svc.register(connectrpc::Router::new());
     let token = Arc::new(token);
     axum::Router::new()
+        .merge(proxy)
         .fallback_service(connect.into_axum_service())
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {
@@ -191,7 +193,12 @@ fn info(i: SandboxInfo) -> pb::SandboxInfo {
 impl HostAgentService {
     fn envd(&self, sandbox_id: &str, touch: bool) -> Result<EnvdClient, SandboxError> {
         let addr = self.mgr.envd_addr(sandbox_id, touch)?;
-        EnvdClient::new(&format!("http://{addr}")).map_err(|e| envd_error(sandbox_id, e))
+        let url = format!("http://{addr}");
+        match self.mgr.envd_access_token(sandbox_id)? {
+            Some(t) => EnvdClient::with_access_token(&url, t),
+            None => EnvdClient::new(&url),
+        }
+        .map_err(|e| envd_error(sandbox_id, e))
     }
 }
 
@@ -247,6 +254,8 @@ impl pb::HostAgent for HostAgentService {
                 env: r.env_vars.into_iter().collect(),
                 metadata: r.metadata.into_iter().collect(),
                 allow_internet: r.allow_internet.unwrap_or(true),
+                envd_access_token: (!r.envd_access_token.is_empty())
+                    .then_some(crate::sandbox::AccessToken(r.envd_access_token)),
             })
             .await
             .map_err(c)?;

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub use persist::{PersistedSandbox, PersistedStatus};
+pub use persist::{AccessToken, PersistedSandbox, PersistedStatus};
 
 use crate::net::{NetConfig, NetError, NetOptions, NetworkManager, SandboxNetwork};
 use crate::runtime::{BootSpec, InstanceState, InstanceUsage, Runtime, RuntimeError};
@@ -102,6 +102,8 @@ pub struct CreateSandbox {
     pub metadata: BTreeMap<String, String>,
     /// Egress allowed.
     pub allow_internet: bool,
+    /// envd's access token: envd starts with `--access-token` (E2B secure sandboxes).
+    pub envd_access_token: Option<AccessToken>,
 }
 
 /// Status of a sandbox as reported.
@@ -420,6 +422,10 @@ impl SandboxManager {
         let r = slot.record();
         let mut env: Vec<(String, String)> = r.env.into_iter().collect();
         env.push(("WARREN_SANDBOX_ID".into(), slot.id.clone()));
+        let mut args = self.inner.config.init.clone();
+        if let Some(t) = r.envd_access_token {
+            args.extend(["--access-token".to_string(), t.0]);
+        }
         BootSpec {
             sandbox_id: slot.id.clone(),
             sandbox_dir: slot.dir.clone(),
@@ -429,7 +435,7 @@ impl SandboxManager {
             memory_mib: r.memory_mib,
             env,
             hostname: slot.id.clone(),
-            args: self.inner.config.init.clone(),
+            args,
         }
     }
 
@@ -505,6 +511,7 @@ impl SandboxManager {
                 0
             },
             sandbox_ip: None,
+            envd_access_token: req.envd_access_token.filter(|t| !t.0.is_empty()),
         };
         let dir = sandbox_dir(&self.inner.config.data_dir, &id).map_err(storage(&id))?;
         let slot = Arc::new(Slot {
@@ -606,10 +613,19 @@ impl SandboxManager {
             self.inner.config.envd_ready_timeout,
         )
         .await?;
-        let env = slot.record().env;
-        if checkpoint.is_none() && !env.is_empty() {
+        let record = slot.record();
+        let token = record.envd_access_token.as_ref().map(|t| t.0.as_str());
+        if checkpoint.is_none() && !record.env.is_empty() {
             // envd gives its processes a clean environment plus what `/init` set.
-            init_envd(&id, network.sandbox_ip, &env).await?;
+            let body = serde_json::json!({ "envVars": record.env });
+            init_envd(&id, network.sandbox_ip, &body, token).await?;
+        }
+        if let Some(forked_token) = checkpoint.and_then(snapshot_token) {
+            // Forked from a snapshot: envd woke up with its parent's token; give it ours.
+            if forked_token.as_deref() != token {
+                let body = serde_json::json!({ "accessToken": token.unwrap_or("") });
+                init_envd(&id, network.sandbox_ip, &body, forked_token.as_deref()).await?;
+            }
         }
         tracing::info!(
             sandbox_id = %id,
@@ -931,6 +947,11 @@ impl SandboxManager {
                     let src = dir.join("checkpoint");
                     let dst = staging.join("checkpoint");
                     copy_dir(&src, &dst).map_err(storage(&id))?;
+                    // Forks wake up with this token in envd's memory (see bring_up).
+                    let token = record.envd_access_token.as_ref().map(|t| t.0.as_str());
+                    let file = dst.join(SNAPSHOT_TOKEN_FILE);
+                    crate::storage::write_file_atomic(&file, token.unwrap_or("").as_bytes())
+                        .map_err(storage(&id))?;
                 }
                 store
                     .commit_staging(&staging, &name2, overwrite)
@@ -1049,6 +1070,16 @@ impl SandboxManager {
             slot.touch();
         }
         Ok(SocketAddr::from((ip, ENVD_PORT)))
+    }
+
+    /// envd's access token of a sandbox (`X-Access-Token` on the agent's own envd calls).
+    pub fn envd_access_token(&self, sandbox_id: &str) -> Result<Option<String>, SandboxError> {
+        validate_name("sandbox id", sandbox_id).map_err(storage(sandbox_id))?;
+        Ok(self
+            .slot(sandbox_id)?
+            .record()
+            .envd_access_token
+            .map(|t| t.0))
     }
 
     /// Host resource usage of a running sandbox, and its disk usage.
@@ -1248,6 +1279,7 @@ impl SandboxManager {
                 last_active_at_unix: 0,
                 expires_at_unix: 0,
                 sandbox_ip: None,
+                envd_access_token: None,
             }),
         };
         let mut held = Held::default();
@@ -1329,14 +1361,30 @@ pub async fn wait_for_envd(
     }
 }
 
-/// `POST /init {"envVars": ...}` to envd: the sandbox's env vars for every process it starts.
+/// The file in a snapshot template's checkpoint dir holding the envd token its memory holds
+/// (empty: none).
+const SNAPSHOT_TOKEN_FILE: &str = "warren-envd-access-token";
+
+/// For a snapshot template's checkpoint: the envd token its envd has (`Some(None)`: none);
+/// `None` for a sandbox's own checkpoint (no file: its envd has the sandbox's token).
+fn snapshot_token(checkpoint: &Path) -> Option<Option<String>> {
+    let t = std::fs::read_to_string(checkpoint.join(SNAPSHOT_TOKEN_FILE)).ok()?;
+    Some((!t.is_empty()).then_some(t))
+}
+
+/// `POST /init` to envd with `body` (`{"envVars": ...}`: the env vars of every process it
+/// starts; `{"accessToken": ...}`: its new token), sending `token` if envd has one.
 async fn init_envd(
     sandbox_id: &str,
     ip: Ipv4Addr,
-    env: &BTreeMap<String, String>,
+    body: &serde_json::Value,
+    token: Option<&str>,
 ) -> Result<(), SandboxError> {
     let addr = SocketAddr::from((ip, ENVD_PORT));
-    let body = serde_json::json!({ "envVars": env }).to_string();
+    let body = body.to_string();
+    let token_header = token
+        .map(|t| format!("X-Access-Token: {t}\r\n"))
+        .unwrap_or_default();
     let fail = |message: String| SandboxError::Envd {
         sandbox_id: sandbox_id.to_string(),
         message,
@@ -1348,7 +1396,7 @@ async fn init_envd(
         s.set_zero_linger()?;
         s.write_all(
             format!(
-                "POST /init HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                "POST /init HTTP/1.1\r\nHost: {addr}\r\n{token_header}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             )
             .as_bytes(),

@@ -70,6 +70,21 @@ pub struct PersistedSandbox {
     /// The sandbox's address while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox_ip: Option<String>,
+    /// envd's access token (`X-Access-Token`), if the sandbox has one. Added without a
+    /// version bump: older files simply have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envd_access_token: Option<AccessToken>,
+}
+
+/// envd's access token: stored as the plain string, never shown by `Debug` (logs).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AccessToken(pub String);
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken(<redacted>)")
+    }
 }
 
 /// Errors of reading or writing state files.
@@ -188,7 +203,13 @@ mod tests {
             last_active_at_unix: 2,
             expires_at_unix: 3,
             sandbox_ip: None,
+            envd_access_token: Some(AccessToken("secret".into())),
         }
+    }
+
+    #[test]
+    fn token_is_not_in_debug_output() {
+        assert!(!format!("{:?}", sample()).contains("secret"));
     }
 
     #[test]

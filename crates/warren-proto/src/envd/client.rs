@@ -187,6 +187,11 @@ pub struct EnvdClient {
     rpc: pb::ProcessClient<HttpClient>,
     http: reqwest::Client,
     access_token: Option<String>,
+    /// Sent on every request (e.g. a proxy's own `Authorization`).
+    headers: http::HeaderMap,
+    /// Where the `Basic user:` naming envd's user goes: `authorization`, or another header
+    /// when a proxy in between uses `authorization` for itself.
+    user_header: http::HeaderName,
 }
 
 /// Turns a `Start` or `Connect` response stream (two message types with the same `event`
@@ -247,6 +252,31 @@ impl EnvdClient {
         Self::build(base_url, Some(token.into()))
     }
 
+    /// A client for an envd reached through a proxy: `base_url` may carry a path prefix
+    /// (e.g. `http://agent:7000/proxy/sb-1/49983`), `headers` go on every request (the
+    /// proxy's `Authorization`, envd's `X-Access-Token`), and the `Basic user:` that picks
+    /// envd's user is sent in `user_header` (e.g. `x-warren-forwarded-authorization`, which
+    /// Warren's agent proxy restores as `Authorization`).
+    pub fn via_proxy(
+        base_url: &str,
+        headers: http::HeaderMap,
+        user_header: http::HeaderName,
+    ) -> Result<Self, ClientError> {
+        let mut c = Self::build(base_url, None)?;
+        let uri: http::Uri =
+            c.base
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| ClientError::InvalidUrl {
+                    url: base_url.to_owned(),
+                    reason: e.to_string(),
+                })?;
+        let config = ClientConfig::new(uri).with_default_headers(headers.clone());
+        c.rpc = pb::ProcessClient::new(HttpClient::plaintext(), config);
+        c.headers = headers;
+        c.user_header = user_header;
+        Ok(c)
+    }
+
     fn build(base_url: &str, access_token: Option<String>) -> Result<Self, ClientError> {
         let base = base_url.trim_end_matches('/').to_owned();
         let invalid = |reason: String| ClientError::InvalidUrl {
@@ -272,19 +302,24 @@ impl EnvdClient {
             rpc,
             http,
             access_token,
+            headers: http::HeaderMap::new(),
+            user_header: http::header::AUTHORIZATION,
         })
     }
 
-    fn options(user: Option<&str>) -> CallOptions {
+    fn options(&self, user: Option<&str>) -> CallOptions {
         let opts = CallOptions::default();
         match user {
-            Some(u) => opts.with_header("authorization", basic_auth(u)),
+            Some(u) => opts.with_header(self.user_header.clone(), basic_auth(u)),
             None => opts,
         }
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let req = self.http.request(method, format!("{}{path}", self.base));
+        let req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .headers(self.headers.clone());
         match &self.access_token {
             Some(t) => req.header("x-access-token", t),
             None => req,
@@ -331,7 +366,7 @@ impl EnvdClient {
         };
         let stream = self
             .rpc
-            .start_with_options(req, Self::options(command.user.as_deref()))
+            .start_with_options(req, self.options(command.user.as_deref()))
             .await
             .map_err(rpc_err("Start"))?;
         Ok(process_events!(stream, pb::StartResponse, "Start"))
