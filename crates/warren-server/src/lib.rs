@@ -24,6 +24,7 @@
 pub mod api_key;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod fleet;
 pub mod health;
@@ -73,6 +74,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()))
         .merge(api)
+        .merge(console::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
