@@ -7,8 +7,11 @@
 //!   sandbox's overlayfs copy-on-write rootfs, flatten and disk usage.
 //! - [`net`]: per-sandbox network namespaces, veth pairs, persisted address allocation, NAT.
 //! - [`template`]: building the `minimal` and `base` template images.
+//! - [`controlplane`]: registration with the control plane, stored credentials, heartbeats.
+//! - [`rpc`]: the `hostagent.v1.HostAgent` service and the auth layer in front of every route.
 
 pub mod command;
+pub mod controlplane;
 pub mod net;
 pub mod proxy;
 pub mod rpc;

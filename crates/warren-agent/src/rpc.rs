@@ -8,8 +8,12 @@
 //! shared envd client; each call makes its own client so no pooled connection outlives the
 //! call (an open TCP connection inside would block a later checkpoint).
 //!
-//! Auth: every request needs `Authorization: Bearer <token>` (the agent's configured token,
-//! compared in constant time); [`router`] refuses to build without a token.
+//! Auth ([`AgentAuth`], one layer in front of every route of the router, the RPCs and the
+//! proxy alike): every request needs `Authorization: Bearer <token>`. A registered agent
+//! accepts only EdDSA JWTs signed by the control plane's key (learned at registration), with
+//! `iss` `warren`, `aud` its own host id, not expired ([`ControlPlaneVerifier`]). Standalone
+//! (dev) mode accepts one static token, compared in constant time; an empty token accepts
+//! nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,27 +43,118 @@ pub struct HostAgentService {
     mgr: SandboxManager,
 }
 
-/// Builds the HTTP router serving the service, behind bearer-token auth.
+/// Builds the HTTP router serving the service, behind a static bearer token (standalone mode).
 pub fn router(mgr: SandboxManager, token: String) -> axum::Router {
+    router_with_auth(mgr, AgentAuth::Static(Arc::new(token)))
+}
+
+/// Builds the HTTP router (RPCs and proxy), every route behind `auth`.
+pub fn router_with_auth(mgr: SandboxManager, auth: AgentAuth) -> axum::Router {
     let proxy = crate::proxy::router(mgr.clone());
     let svc = Arc::new(HostAgentService { mgr });
     let connect = svc.register(connectrpc::Router::new());
-    let token = Arc::new(token);
-    axum::Router::new()
+    let routes = axum::Router::new()
         .merge(proxy)
-        .fallback_service(connect.into_axum_service())
-        .layer(axum::middleware::from_fn(
-            move |req: axum::extract::Request, next: axum::middleware::Next| {
-                let token = token.clone();
-                async move {
-                    if authorized(&req, &token) {
-                        next.run(req).await
-                    } else {
-                        unauthenticated()
-                    }
+        .fallback_service(connect.into_axum_service());
+    with_auth(routes, auth)
+}
+
+/// Puts every route of `routes` (those added so far) behind `auth`.
+pub fn with_auth(routes: axum::Router, auth: AgentAuth) -> axum::Router {
+    routes.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let auth = auth.clone();
+            async move {
+                if auth.allows(&req) {
+                    next.run(req).await
+                } else {
+                    unauthenticated()
                 }
-            },
-        ))
+            }
+        },
+    ))
+}
+
+/// Who may call this agent.
+#[derive(Clone)]
+pub enum AgentAuth {
+    /// Standalone / dev mode: one static bearer token (`--token`).
+    Static(Arc<String>),
+    /// Registered with a control plane: its EdDSA JWTs for this host only.
+    ControlPlane(Arc<ControlPlaneVerifier>),
+}
+
+impl std::fmt::Debug for AgentAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgentAuth::Static(_) => f.write_str("AgentAuth::Static([redacted])"),
+            AgentAuth::ControlPlane(v) => write!(f, "AgentAuth::ControlPlane({})", v.host_id),
+        }
+    }
+}
+
+impl AgentAuth {
+    /// Whether the request carries an acceptable bearer.
+    pub fn allows(&self, req: &axum::extract::Request) -> bool {
+        let Some(given) = bearer(req) else {
+            return false;
+        };
+        match self {
+            AgentAuth::Static(token) => {
+                !token.is_empty() && constant_time_eq(given.as_bytes(), token.as_bytes())
+            }
+            AgentAuth::ControlPlane(v) => v.verify(given),
+        }
+    }
+}
+
+/// Why the control plane's key is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthKeyError {
+    /// Not base64 of 32 bytes.
+    #[error("control plane key is not base64 of a 32-byte ed25519 public key")]
+    BadKey,
+}
+
+/// Verifies the control plane's tokens: EdDSA with its key, `iss` `warren`, `aud` this host.
+pub struct ControlPlaneVerifier {
+    host_id: String,
+    key: jsonwebtoken::DecodingKey,
+    validation: jsonwebtoken::Validation,
+}
+
+#[derive(serde::Deserialize)]
+struct AgentClaims {
+    #[allow(dead_code)]
+    aud: String,
+}
+
+impl ControlPlaneVerifier {
+    /// A verifier for `host_id` with the control plane's public key (base64 of 32 bytes).
+    pub fn new(host_id: &str, control_plane_key_b64: &str) -> Result<Self, AuthKeyError> {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(control_plane_key_b64.trim())
+            .map_err(|_| AuthKeyError::BadKey)?;
+        if raw.len() != 32 {
+            return Err(AuthKeyError::BadKey);
+        }
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+        validation.set_audience(&[host_id]);
+        validation.set_issuer(&["warren"]);
+        validation.set_required_spec_claims(&["exp", "aud", "iss"]);
+        validation.leeway = 5;
+        Ok(Self {
+            host_id: host_id.to_owned(),
+            key: jsonwebtoken::DecodingKey::from_ed_der(&raw),
+            validation,
+        })
+    }
+
+    /// Whether `token` is a live token of the control plane for this host.
+    pub fn verify(&self, token: &str) -> bool {
+        jsonwebtoken::decode::<AgentClaims>(token, &self.key, &self.validation).is_ok()
+    }
 }
 
 /// Serves `router` on `listener` (HTTP/1.1 and h2c) until `shutdown` completes, then drains
@@ -74,17 +169,12 @@ pub async fn serve(
         .await
 }
 
-fn authorized(req: &axum::extract::Request, token: &str) -> bool {
-    if token.is_empty() {
-        return false;
-    }
-    let Some(v) = req.headers().get(http::header::AUTHORIZATION) else {
-        return false;
-    };
-    let Some(given) = v.to_str().ok().and_then(|s| s.strip_prefix("Bearer ")) else {
-        return false;
-    };
-    constant_time_eq(given.as_bytes(), token.as_bytes())
+fn bearer(req: &axum::extract::Request) -> Option<&str> {
+    req.headers()
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -627,6 +717,47 @@ impl pb::HostAgent for HostAgentService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_plane_tokens_are_checked_for_key_host_and_expiry() {
+        use base64::Engine;
+        use ring::signature::{Ed25519KeyPair, KeyPair};
+        let keypair = || {
+            let doc = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+            let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref()).unwrap();
+            let public =
+                base64::engine::general_purpose::STANDARD.encode(pair.public_key().as_ref());
+            (jsonwebtoken::EncodingKey::from_ed_der(doc.as_ref()), public)
+        };
+        let (key, public) = keypair();
+        let (other_key, _) = keypair();
+        let now = chrono::Utc::now().timestamp();
+        let mint = |k: &jsonwebtoken::EncodingKey, aud: &str, iss: &str, exp: i64| {
+            let claims = serde_json::json!({"iss": iss, "aud": aud, "iat": now, "exp": exp});
+            let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+            jsonwebtoken::encode(&header, &claims, k).unwrap()
+        };
+        let v = ControlPlaneVerifier::new("host-a", &public).unwrap();
+        assert!(v.verify(&mint(&key, "host-a", "warren", now + 300)));
+        assert!(
+            !v.verify(&mint(&key, "host-b", "warren", now + 300)),
+            "other host"
+        );
+        assert!(
+            !v.verify(&mint(&other_key, "host-a", "warren", now + 300)),
+            "other key"
+        );
+        assert!(
+            !v.verify(&mint(&key, "host-a", "warren", now - 60)),
+            "expired"
+        );
+        assert!(
+            !v.verify(&mint(&key, "host-a", "mallory", now + 300)),
+            "issuer"
+        );
+        assert!(!v.verify("not.a.jwt"));
+        assert!(ControlPlaneVerifier::new("h", "AAAA").is_err());
+    }
 
     #[test]
     fn token_comparison() {
