@@ -50,6 +50,9 @@ export interface Sandbox {
   expires_at: string | null;
   timeout_s: number;
   allow_internet: boolean;
+  auto_pause?: boolean;
+  /** Why the sandbox is in `error`. */
+  error?: string;
   envd_access_token?: string;
 }
 
@@ -305,8 +308,16 @@ export const Api = {
   createKey: (name: string) => request<CreatedApiKey>("POST", "/v1/api-keys", { body: { name } }),
   deleteKey: (id: string) => request<void>("DELETE", `/v1/api-keys/${enc(id)}`),
 
-  listSandboxes: async (signal?: AbortSignal) =>
-    items<Sandbox>(await request<unknown>("GET", "/v1/sandboxes", { signal, query: { limit: 100 } }), "sandboxes"),
+  /** Live sandboxes (the server's default), or every status with `all`. */
+  listSandboxes: async (signal?: AbortSignal, all = false) =>
+    items<Sandbox>(
+      await request<unknown>("GET", "/v1/sandboxes", {
+        signal,
+        query: { limit: 100, status: all ? "pending,running,paused,missing,stopped,error" : undefined },
+      }),
+      "items",
+      "sandboxes",
+    ),
   getSandbox: (id: string, signal?: AbortSignal) => request<Sandbox>("GET", `/v1/sandboxes/${enc(id)}`, { signal }),
   createSandbox: (req: CreateSandbox) => request<Sandbox>("POST", "/v1/sandboxes", { body: req }),
   destroySandbox: (id: string) => request<void>("DELETE", `/v1/sandboxes/${enc(id)}`),

@@ -71,6 +71,16 @@ pub enum ApiError {
     /// A dependency is down (503).
     #[error("{0}")]
     Unavailable(&'static str),
+    /// No host can take the sandbox now (503 `no_capacity`).
+    #[error("{0}")]
+    NoCapacity(String),
+    /// A host agent failed or could not be reached (502 `host_error`); the message names the
+    /// host and the operation, never the host's internals.
+    #[error("{0}")]
+    Upstream(String),
+    /// A host operation took too long (504 `timeout`).
+    #[error("{0}")]
+    Timeout(String),
     /// A bug or an infrastructure failure (500); the message is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -93,6 +103,9 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::NoCapacity(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_capacity"),
+            ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "host_error"),
+            ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -134,7 +147,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable code: `validation_failed`, `malformed_json`, `unprocessable`, `unauthenticated`,
     /// `forbidden`, `not_found`, `method_not_allowed`, `conflict`, `payload_too_large`,
-    /// `unsupported_media_type`, `unavailable`, `internal`.
+    /// `unsupported_media_type`, `unavailable`, `no_capacity`, `host_error`, `timeout`,
+    /// `internal`.
     pub code: String,
     /// Human-readable message.
     pub message: String,

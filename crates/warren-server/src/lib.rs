@@ -30,6 +30,7 @@ pub mod fleet;
 pub mod health;
 pub mod input;
 pub mod openapi;
+pub mod sandbox;
 pub mod state;
 pub mod store;
 pub mod team;
@@ -70,6 +71,33 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/api-keys", get(api_key::list).post(api_key::create))
         .route("/v1/api-keys/{key_id}", delete(api_key::delete))
+        .route("/v1/sandboxes", get(sandbox::list).post(sandbox::create))
+        .route(
+            "/v1/sandboxes/{sandbox_id}",
+            get(sandbox::get).delete(sandbox::delete),
+        )
+        .route("/v1/sandboxes/{sandbox_id}/pause", post(sandbox::pause))
+        .route("/v1/sandboxes/{sandbox_id}/resume", post(sandbox::resume))
+        .route("/v1/sandboxes/{sandbox_id}/timeout", post(sandbox::timeout))
+        .route("/v1/sandboxes/{sandbox_id}/exec", post(sandbox::exec))
+        .route(
+            "/v1/sandboxes/{sandbox_id}/exec/stream",
+            get(sandbox::exec_stream),
+        )
+        .route(
+            "/v1/sandboxes/{sandbox_id}/files",
+            get(sandbox::get_file)
+                .put(sandbox::put_file)
+                .post(sandbox::post_files)
+                // Files stream through in both directions: no whole-body limit.
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/sandboxes/{sandbox_id}/metrics", get(sandbox::metrics))
+        .route(
+            "/v1/snapshots",
+            get(sandbox::list_snapshots).post(sandbox::create_snapshot),
+        )
+        .route("/v1/snapshots/{name}", delete(sandbox::delete_snapshot))
         .with_state(state);
     Router::new()
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()))

@@ -7,6 +7,8 @@ use crate::auth::jwt::{self, JwtKeys, SecretError};
 use crate::auth::password::{self, PasswordError};
 use crate::config::Config;
 use crate::fleet::agent_auth::{AgentKeyError, AgentSigner};
+use crate::fleet::pool::HostClientPool;
+use crate::fleet::scheduler::{RoundRobin, Scheduler};
 use crate::store::{Store, StoreError};
 
 /// Why the control plane could not start.
@@ -44,7 +46,11 @@ struct Inner {
     store: Store,
     jwt: JwtKeys,
     /// Signs the tokens the control plane presents to agents.
-    agent_signer: AgentSigner,
+    agent_signer: Arc<AgentSigner>,
+    /// RPC clients of the host agents.
+    pool: HostClientPool,
+    /// Places new sandboxes.
+    scheduler: Box<dyn Scheduler>,
     /// Hash verified against when a login names an unknown email, so that both paths cost
     /// the same and response time does not reveal which emails exist.
     dummy_hash: String,
@@ -63,13 +69,17 @@ impl AppState {
         )?;
         let jwt = JwtKeys::new(&secret, config.jwt_ttl);
         let dummy_hash = password::hash(config.password, "warren-dummy-password")?;
-        let agent_signer = AgentSigner::load_or_create(&config.data_dir)?;
+        let agent_signer = Arc::new(AgentSigner::load_or_create(&config.data_dir)?);
         let store = Store::connect(&config.database, config.max_db_connections).await?;
+        let signer = agent_signer.clone();
+        let pool = HostClientPool::new(store.clone(), Arc::new(move |host| signer.mint(host)));
         Ok(Self(Arc::new(Inner {
             config,
             store,
             jwt,
             agent_signer,
+            pool,
+            scheduler: Box::new(RoundRobin::default()),
             dummy_hash,
         })))
     }
@@ -92,6 +102,16 @@ impl AppState {
     /// Signs the control plane's tokens towards agents.
     pub fn agent_signer(&self) -> &AgentSigner {
         &self.0.agent_signer
+    }
+
+    /// RPC clients of the host agents, one per host.
+    pub fn pool(&self) -> &HostClientPool {
+        &self.0.pool
+    }
+
+    /// Places new sandboxes on hosts.
+    pub fn scheduler(&self) -> &dyn Scheduler {
+        self.0.scheduler.as_ref()
     }
 
     pub(crate) fn dummy_hash(&self) -> &str {

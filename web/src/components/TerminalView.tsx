@@ -119,7 +119,9 @@ export function TerminalView({ sandbox }: { sandbox: Sandbox }) {
           </Button>
         )}
       </div>
-      <div class="terminal" ref={host} aria-label="Terminal" data-testid="terminal" />
+      <div class="terminal-wrap">
+        <div class="terminal" ref={host} aria-label="Terminal" data-testid="terminal" />
+      </div>
     </div>
   );
 }

@@ -62,6 +62,14 @@ export function SandboxPage({ id, tab }: { id: string; tab: string }) {
               <Spinner label="Loading sandbox" />
             </div>
           )}
+          {s?.error && (
+            <div class="alert alert-error" role="alert">
+              <div>
+                <strong>This sandbox failed: </strong>
+                {s.error}
+              </div>
+            </div>
+          )}
           {s && (
             <>
               <nav class="tabs" aria-label="Sandbox sections">
@@ -133,6 +141,8 @@ function Overview({ s }: { s: Sandbox }) {
           </dd>
           <dt>Internet</dt>
           <dd>{s.allow_internet ? "allowed" : "blocked"}</dd>
+          <dt>At expiry</dt>
+          <dd>{s.auto_pause ? "pause" : "destroy"}</dd>
           <dt>Host</dt>
           <dd>{s.host_id ? <code>{s.host_id}</code> : <span class="muted">not placed</span>}</dd>
         </dl>

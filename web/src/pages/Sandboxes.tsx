@@ -10,13 +10,11 @@ const POLL_MS = 3000;
 export function SandboxesPage() {
   useFocusHeading("sandboxes");
   document.title = "Sandboxes · Warren";
-  const list = usePoll((s) => Api.listSandboxes(s), POLL_MS);
-  const [creating, setCreating] = useState(false);
   const [showAll, setShowAll] = useState(false);
+  const list = usePoll((s) => Api.listSandboxes(s, showAll), POLL_MS, [showAll]);
+  const [creating, setCreating] = useState(false);
 
-  const all = list.data ?? [];
-  const shown = showAll ? all : all.filter(isLive);
-  const hidden = all.length - shown.length;
+  const shown = list.data ?? [];
 
   return (
     <>
@@ -37,7 +35,7 @@ export function SandboxesPage() {
           </div>
           <label class="toggle">
             <input type="checkbox" checked={showAll} onChange={(e) => setShowAll(e.currentTarget.checked)} />
-            Show stopped{hidden > 0 && !showAll ? ` (${hidden})` : ""}
+            Show stopped and failed
           </label>
         </div>
         {list.loading && !list.data ? (
@@ -45,7 +43,7 @@ export function SandboxesPage() {
             <Spinner label="Loading sandboxes" />
           </div>
         ) : list.data && shown.length === 0 ? (
-          <Empty title={all.length === 0 ? "No sandboxes yet" : "No active sandboxes"}>
+          <Empty title={showAll ? "No sandboxes yet" : "No active sandboxes"}>
             <p class="muted">Start one from a template; it boots in about a second.</p>
             <Button variant="primary" onClick={() => setCreating(true)}>
               New sandbox
@@ -72,7 +70,7 @@ export function SandboxesPage() {
                 {shown.map((s) => (
                   <tr key={s.id} data-sandbox-id={s.id}>
                     <td>
-                      <Link href={`/console/sandboxes/${s.id}`} class="mono strong">
+                      <Link href={`/console/sandboxes/${s.id}`} class="mono strong nowrap">
                         {shortId(s.id)}
                       </Link>
                     </td>

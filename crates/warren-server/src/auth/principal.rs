@@ -140,3 +140,60 @@ impl FromRequestParts<AppState> for TeamAuth {
         })
     }
 }
+
+/// Query parameter carrying a credential where headers cannot be set (a browser's
+/// `WebSocket` or `EventSource`).
+pub const ACCESS_TOKEN_PARAM: &str = "access_token";
+
+/// [`TeamAuth`] for WebSocket and server-sent-event routes: the usual headers, or else
+/// `?access_token=<user JWT or API key>` in the query. Only those routes take it, so a token
+/// in a URL (which proxies and browsers may log) is never accepted where a header can be
+/// sent.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamAuth(pub TeamAuth);
+
+impl StreamAuth {
+    /// The one team this request may act on.
+    pub fn team_id(&self) -> TeamId {
+        self.0.team_id()
+    }
+}
+
+fn query_token(parts: &Parts) -> Option<String> {
+    let query = parts.uri.query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == ACCESS_TOKEN_PARAM)
+        .map(|(_, v)| v.into_owned())
+}
+
+impl FromRequestParts<AppState> for StreamAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let has_header = parts.headers.contains_key(http::header::AUTHORIZATION)
+            || parts.headers.contains_key(API_KEY_HEADER);
+        if has_header {
+            return TeamAuth::from_request_parts(parts, state).await.map(StreamAuth);
+        }
+        let Some(token) = query_token(parts) else {
+            return Err(ApiError::Unauthenticated("missing credentials"));
+        };
+        // Re-use the header paths: the token is checked exactly as if it had been sent there.
+        let header = if looks_like_key(&token) {
+            http::HeaderName::from_static(API_KEY_HEADER)
+        } else {
+            http::header::AUTHORIZATION
+        };
+        let value = if header == http::header::AUTHORIZATION {
+            format!("Bearer {token}")
+        } else {
+            token
+        };
+        let value = http::HeaderValue::from_str(&value)
+            .map_err(|_| ApiError::Unauthenticated("invalid access_token"))?;
+        parts.headers.insert(header.clone(), value);
+        let auth = TeamAuth::from_request_parts(parts, state).await;
+        parts.headers.remove(&header);
+        auth.map(StreamAuth)
+    }
+}

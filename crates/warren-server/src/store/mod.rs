@@ -18,7 +18,9 @@
 //! modules).
 
 pub mod api_key;
+pub mod sandbox;
 pub mod team;
+pub mod template;
 pub mod user;
 
 use std::time::Duration;
