@@ -14,8 +14,9 @@
 //!
 //! Every request opens its own connection to the sandbox and closes it with a reset when done:
 //! nothing pooled stays open inside the sandbox, because this runsc cannot checkpoint a sandbox
-//! holding a TCP connection (pause also aborts the open ones first). The TTL is not bumped:
-//! like E2B, a sandbox's timeout runs from its last create/resume/set-timeout.
+//! holding a TCP connection (pause also aborts the open ones first). Unknown sandboxes are a
+//! 502 `sandbox … was not found`, not a 404 (that would look like envd's own 404s). The TTL is
+//! not bumped: like E2B, a sandbox's timeout runs from its last create/resume/set-timeout.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -69,7 +70,9 @@ impl IntoResponse for ProxyError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
             ProxyError::InvalidPort(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
-            ProxyError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            // 502 like E2B's proxy: the SDK's `is_running()` reads a 502 "… was not found"
+            // as "the sandbox is gone" (a 404 would look like envd's own, e.g. a missing file).
+            ProxyError::NotFound(_) => (StatusCode::BAD_GATEWAY, "not_found"),
             ProxyError::NotRunning { .. } => (StatusCode::BAD_GATEWAY, "failed_precondition"),
             ProxyError::Upstream { .. } => (StatusCode::BAD_GATEWAY, "unavailable"),
         };

@@ -199,7 +199,12 @@ async fn proxy_reaches_envd_and_ports_inside_a_sandbox() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(r.status(), 502);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        v["message"].as_str().unwrap().contains("was not found"),
+        "{v}"
+    );
     let r = http
         .get(format!("http://{agent}/proxy/{id}/notaport/health"))
         .bearer_auth(AGENT_TOKEN)

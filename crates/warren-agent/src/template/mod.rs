@@ -239,6 +239,15 @@ pub fn populate_minimal_rootfs(root: &Path, envd: &Path) -> Result<(), TemplateE
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
             .map_err(io_err("chmod", &p))?;
     }
+    // The e2b SDK runs every command as `/bin/bash -l -c ...`; busybox has no bash applet, so
+    // bash is its sh (ash takes the same -l and -c).
+    let bash = root.join("bin/bash");
+    if bash.symlink_metadata().is_err() {
+        std::fs::write(&bash, "#!/bin/sh\nexec /bin/sh \"$@\"\n")
+            .map_err(io_err("write", &bash))?;
+        std::fs::set_permissions(&bash, std::fs::Permissions::from_mode(0o755))
+            .map_err(io_err("chmod", &bash))?;
+    }
     Ok(())
 }
 
