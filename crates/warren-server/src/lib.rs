@@ -25,11 +25,14 @@ pub mod api_key;
 pub mod auth;
 pub mod config;
 pub mod console;
+pub mod e2b;
 pub mod error;
 pub mod fleet;
 pub mod health;
 pub mod input;
 pub mod openapi;
+pub mod proxy;
+pub mod pty;
 pub mod sandbox;
 pub mod state;
 pub mod store;
@@ -51,6 +54,8 @@ pub use state::{AppState, StartError};
 /// The full router, with state applied.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config().body_limit_bytes;
+    let e2b_api = e2b::router(state.clone());
+    let proxy_state = state.clone();
     let api = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -98,14 +103,18 @@ pub fn app(state: AppState) -> Router {
             get(sandbox::list_snapshots).post(sandbox::create_snapshot),
         )
         .route("/v1/snapshots/{name}", delete(sandbox::delete_snapshot))
+        .route("/v1/sandboxes/{sandbox_id}/pty", get(pty::pty))
         .with_state(state);
     Router::new()
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()))
         .merge(api)
         .merge(console::routes())
+        .nest("/e2b", e2b_api)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        // Sandbox traffic (E2b-Sandbox-* headers, PORT-ID.domain hosts) before any routing.
+        .layer(axum::middleware::from_fn_with_state(proxy_state, proxy::layer))
         .layer(TraceLayer::new_for_http())
 }
 

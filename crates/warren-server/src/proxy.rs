@@ -1,0 +1,544 @@
+//! The sandbox proxy of the control plane: HTTP (streaming both ways) and WebSocket to any
+//! port inside a sandbox, through the agent of the sandbox's host.
+//!
+//! Why here and not a separate service: the `e2b` SDK talks to envd at `E2B_SANDBOX_URL` (our
+//! control plane) with the headers `E2b-Sandbox-Id` and `E2b-Sandbox-Port`; browsers and users
+//! with wildcard DNS use the host form `PORT-SANDBOXID.<domain>`. Both run *before* normal
+//! routing ([`layer`], the outermost layer of [`crate::app`] but tracing), so any path
+//! (`/process.Process/Start`, `/files`, a user's `/`) is proxied, and every other request passes
+//! through untouched.
+//!
+//! Auth: the sandbox's envd token (`X-Access-Token`, what the SDK sends), or an API key / user
+//! JWT of the owning team. The sandbox is resolved with `sandbox::service::route` (host, agent
+//! address, a freshly minted agent bearer). Unknown, stopped and other teams' sandboxes answer
+//! the same 502 `… was not found` as E2B's proxy (the SDK's `is_running()` reads exactly that),
+//! so the answer reveals nothing about other teams.
+//!
+//! What crosses: method, path, query, headers minus hop-by-hop ones and our credentials
+//! (`X-API-Key`, our bearer; `X-Access-Token` only to envd's port); a caller's `Basic`
+//! `Authorization` (the SDK's way of naming envd's user) travels in
+//! `x-warren-forwarded-authorization`, which the agent restores. Each request opens its own
+//! connection to the agent in the caller's HTTP version (HTTP/1.1, or h2c), so one slow
+//! stream never stalls another.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version, header};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use warren_types::{SandboxId, TeamId};
+
+use crate::AppState;
+use crate::auth::principal::{API_KEY_HEADER, TeamAuth};
+use crate::error::ApiError;
+
+/// The SDK's header naming the sandbox.
+pub const SANDBOX_ID_HEADER: &str = "e2b-sandbox-id";
+/// The SDK's header naming the port inside the sandbox.
+pub const SANDBOX_PORT_HEADER: &str = "e2b-sandbox-port";
+/// envd's access token header.
+pub const ACCESS_TOKEN_HEADER: &str = "x-access-token";
+/// The caller's own `Authorization`, carried past the hops that use `Authorization` for
+/// themselves (the agent restores it towards the sandbox).
+pub const FORWARDED_AUTHORIZATION: &str = "x-warren-forwarded-authorization";
+/// envd's port inside every sandbox.
+pub const ENVD_PORT: u16 = 49983;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A fresh envd access token: 32 random bytes, hex (what `sandbox::service::create` gives
+/// every sandbox's envd; the SDK sends it back as `X-Access-Token`).
+pub fn new_envd_access_token() -> String {
+    use rand::Rng;
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where a request is headed, if it is a proxy request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    /// The sandbox.
+    pub sandbox_id: SandboxId,
+    /// The port inside it.
+    pub port: u16,
+}
+
+/// Errors of the proxy, answered in E2B's proxy shape
+/// (`{"code": 502, "message": "...", "sandboxId": "..."}`) for the SDK's sake.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The proxy headers are there but malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No credentials, or wrong ones.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// No such sandbox for this caller (unknown, stopped, another team's).
+    #[error("The sandbox {0} was not found")]
+    NotFound(String),
+    /// The sandbox exists but cannot take traffic now (paused, starting, host away).
+    #[error("sandbox {sandbox_id} is not reachable: {reason}")]
+    Unavailable {
+        /// The sandbox.
+        sandbox_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The agent could not be reached or failed mid-way.
+    #[error("sandbox {sandbox_id}: {reason}")]
+    Upstream {
+        /// The sandbox.
+        sandbox_id: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Our side failed (database); logged.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl IntoResponse for ProxyError {
+    fn into_response(self) -> Response {
+        let (status, sandbox_id) = match &self {
+            ProxyError::BadRequest(_) => (StatusCode::BAD_REQUEST, None),
+            ProxyError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, None),
+            ProxyError::NotFound(id) => (StatusCode::BAD_GATEWAY, Some(id.clone())),
+            ProxyError::Unavailable { sandbox_id, .. }
+            | ProxyError::Upstream { sandbox_id, .. } => {
+                (StatusCode::BAD_GATEWAY, Some(sandbox_id.clone()))
+            }
+            ProxyError::Internal(e) => {
+                tracing::error!(error = %e, "proxy failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, None)
+            }
+        };
+        let mut body = serde_json::json!({ "code": status.as_u16(), "message": self.to_string() });
+        if let Some(id) = sandbox_id {
+            body["sandboxId"] = id.into();
+        }
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+/// Parses the proxy target of a request: the `E2b-Sandbox-Id`/`E2b-Sandbox-Port` headers,
+/// else a host `PORT-SANDBOXID.<anything>`. `Ok(None)`: not a proxy request.
+pub fn target(headers: &HeaderMap) -> Result<Option<Target>, ProxyError> {
+    let id = headers.get(SANDBOX_ID_HEADER);
+    let port = headers.get(SANDBOX_PORT_HEADER);
+    if id.is_some() || port.is_some() {
+        let id = id
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ProxyError::BadRequest("missing E2b-Sandbox-Id header".into()))?;
+        let port = port
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ProxyError::BadRequest("missing E2b-Sandbox-Port header".into()))?;
+        let sandbox_id: SandboxId = id
+            .trim()
+            .parse()
+            .map_err(|_| ProxyError::NotFound(id.to_string()))?;
+        let port = parse_port(port)
+            .ok_or_else(|| ProxyError::BadRequest(format!("invalid sandbox port {port:?}")))?;
+        return Ok(Some(Target { sandbox_id, port }));
+    }
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    Ok(host_target(host))
+}
+
+fn parse_port(s: &str) -> Option<u16> {
+    s.trim().parse::<u16>().ok().filter(|p| *p > 0)
+}
+
+/// `PORT-SANDBOXID.domain[:port]` → target; anything else → `None`.
+fn host_target(host: &str) -> Option<Target> {
+    let label = host.split('.').next()?;
+    if label.len() == host.len() {
+        return None; // no domain: "localhost:8080" or an IP
+    }
+    let (port, id) = label.split_once('-')?;
+    Some(Target {
+        port: parse_port(port)?,
+        sandbox_id: id.parse().ok()?,
+    })
+}
+
+/// The middleware: proxies requests that name a sandbox, passes the rest to `next`.
+pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match target(req.headers()) {
+        Ok(None) => next.run(req).await,
+        Ok(Some(t)) => match proxy(&state, t, req).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Who is calling.
+enum Caller {
+    /// The sandbox's own envd token: the sandbox, loaded.
+    Token(Box<crate::store::sandbox::SandboxRecord>),
+    /// An API key or user JWT of this team.
+    Team(TeamId),
+}
+
+/// Authenticates the request for sandbox `id`.
+async fn authorize(
+    state: &AppState,
+    parts: &mut http::request::Parts,
+    id: SandboxId,
+) -> Result<Caller, ProxyError> {
+    if let Some(given) = parts.headers.get(ACCESS_TOKEN_HEADER) {
+        let record = crate::store::sandbox::get(state.store().pool(), id)
+            .await
+            .map_err(|e| ProxyError::Internal(e.to_string()))?
+            .ok_or_else(|| ProxyError::NotFound(id.to_string()))?;
+        use subtle::ConstantTimeEq;
+        let ok = record
+            .envd_access_token
+            .as_deref()
+            .is_some_and(|t| bool::from(t.as_bytes().ct_eq(given.as_bytes())));
+        return if ok {
+            Ok(Caller::Token(Box::new(record)))
+        } else {
+            Err(ProxyError::Unauthenticated("invalid access token"))
+        };
+    }
+    let has_bearer = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+    if has_bearer || parts.headers.contains_key(API_KEY_HEADER) {
+        return match TeamAuth::from_request_parts(parts, state).await {
+            Ok(a) => Ok(Caller::Team(a.team_id())),
+            Err(_) => Err(ProxyError::Unauthenticated("invalid credentials")),
+        };
+    }
+    if let Some(token) = access_token_query(parts.uri.query()) {
+        // Browsers cannot set headers on a WebSocket: `?access_token=` (user JWT or API key).
+        return team_from_access_token(state, &token)
+            .await
+            .map(Caller::Team)
+            .map_err(|_| ProxyError::Unauthenticated("invalid credentials"));
+    }
+    Err(ProxyError::Unauthenticated(
+        "missing credentials: X-Access-Token, X-API-Key or Authorization: Bearer",
+    ))
+}
+
+/// The team of a user JWT or API key given as a string (`?access_token=`).
+pub async fn team_from_access_token(state: &AppState, token: &str) -> Result<TeamId, ApiError> {
+    let mut h = HeaderMap::new();
+    let bad = |_| ApiError::Unauthenticated("invalid access_token");
+    if crate::api_key::looks_like_key(token) {
+        h.insert(API_KEY_HEADER, HeaderValue::from_str(token).map_err(bad)?);
+    } else {
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).map_err(bad)?,
+        );
+    }
+    let (mut p, _) = http::Request::new(()).into_parts();
+    p.headers = h;
+    Ok(TeamAuth::from_request_parts(&mut p, state).await?.team_id())
+}
+
+/// The `access_token` query parameter, decoded.
+pub fn access_token_query(query: Option<&str>) -> Option<String> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == "access_token" && !v.is_empty()).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h << 4 | l);
+                i += 3;
+            }
+            (b'+', ..) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, ..) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn route_error(id: SandboxId, e: ApiError) -> ProxyError {
+    match e {
+        ApiError::NotFound(_) => ProxyError::NotFound(id.to_string()),
+        ApiError::Conflict(reason) => ProxyError::Unavailable {
+            sandbox_id: id.to_string(),
+            reason,
+        },
+        ApiError::Unavailable(reason) => ProxyError::Unavailable {
+            sandbox_id: id.to_string(),
+            reason: reason.to_string(),
+        },
+        ApiError::Upstream(reason) => ProxyError::Unavailable {
+            sandbox_id: id.to_string(),
+            reason,
+        },
+        other => ProxyError::Internal(other.to_string()),
+    }
+}
+
+async fn proxy(state: &AppState, t: Target, req: Request) -> Result<Response, ProxyError> {
+    let (mut parts, body) = req.into_parts();
+    let route = match authorize(state, &mut parts, t.sandbox_id).await? {
+        Caller::Token(r) => crate::sandbox::service::route_of(state, &r).await,
+        Caller::Team(team) => crate::sandbox::service::route(state, team, t.sandbox_id).await,
+    }
+    .map_err(|e| route_error(t.sandbox_id, e))?;
+    // Our credentials stop here; the caller's Basic (envd's user) travels on.
+    parts.headers.remove(API_KEY_HEADER);
+    parts.headers.remove(SANDBOX_ID_HEADER);
+    parts.headers.remove(SANDBOX_PORT_HEADER);
+    if t.port != ENVD_PORT {
+        parts.headers.remove(ACCESS_TOKEN_HEADER);
+    }
+    parts.headers.remove(FORWARDED_AUTHORIZATION);
+    if let Some(a) = parts.headers.remove(header::AUTHORIZATION)
+        && a.to_str()
+            .is_ok_and(|v| !v.to_ascii_lowercase().starts_with("bearer "))
+    {
+        parts.headers.insert(FORWARDED_AUTHORIZATION, a);
+    }
+    parts.headers.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {}", route.bearer))
+            .map_err(|e| ProxyError::Internal(e.to_string()))?,
+    );
+    let mut path = format!("/proxy/{}/{}{}", t.sandbox_id, t.port, parts.uri.path());
+    if let Some(q) = parts.uri.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    let authority = route
+        .agent_base_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    forward(&authority, &path, Request::from_parts(parts, body))
+        .await
+        .map_err(|reason| ProxyError::Upstream {
+            sandbox_id: t.sandbox_id.to_string(),
+            reason,
+        })
+}
+
+/// Headers that describe one hop (RFC 9110 §7.6.1), never forwarded.
+fn strip_hop_headers(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for h in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        HeaderName::from_static("proxy-connection"),
+    ] {
+        headers.remove(h);
+    }
+}
+
+fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
+    let wants = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if wants {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// Sends `req` to `authority` (`host:port`) with `path_and_query` on a fresh connection and
+/// returns the response streaming; a 101 is spliced both ways. The error is a message.
+pub async fn forward(
+    authority: &str,
+    path_and_query: &str,
+    req: Request,
+) -> Result<Response, String> {
+    let (mut parts, body) = req.into_parts();
+    let upgrade = upgrade_of(&parts.headers);
+    let client_upgrade = upgrade
+        .as_ref()
+        .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
+    let auth = parts.headers.remove(header::AUTHORIZATION);
+    strip_hop_headers(&mut parts.headers);
+    if let Some(a) = auth {
+        parts.headers.insert(header::AUTHORIZATION, a);
+    }
+    let h2 = parts.version == Version::HTTP_2 && upgrade.is_none();
+    if let Some(u) = &upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, u.clone());
+    }
+    parts.uri = if h2 {
+        format!("http://{authority}{path_and_query}")
+    } else {
+        path_and_query.to_string()
+    }
+    .parse::<Uri>()
+    .map_err(|e| format!("bad path {path_and_query:?}: {e}"))?;
+    parts.headers.insert(
+        header::HOST,
+        HeaderValue::from_str(authority).map_err(|e| e.to_string())?,
+    );
+    parts.version = if h2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    let upstream_req = http::Request::from_parts(parts, body);
+
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(authority))
+        .await
+        .map_err(|_| format!("connect to agent {authority} timed out"))?
+        .map_err(|e| format!("connect to agent {authority}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let io = TokioIo::new(stream);
+    let mut resp = if h2 {
+        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| format!("h2 handshake with agent: {e}"))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "proxy h2 connection to agent ended");
+            }
+        });
+        send.send_request(upstream_req)
+            .await
+            .map_err(|e| format!("agent request: {e}"))?
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| format!("handshake with agent: {e}"))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "proxy connection to agent ended");
+            }
+        });
+        send.send_request(upstream_req)
+            .await
+            .map_err(|e| format!("agent request: {e}"))?
+    };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return Err("agent switched protocols without an upgrade request".into());
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!(error = %e, "proxy upgrade failed");
+                    return;
+                }
+            };
+            let mut client = TokioIo::new(client);
+            let mut upstream = TokioIo::new(upstream);
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                tracing::debug!(error = %e, "proxied upgraded connection ended");
+            }
+        });
+        let (parts, _) = resp.into_parts();
+        return Ok(Response::from_parts(parts, Body::empty()));
+    }
+    let (mut parts, body) = resp.into_parts();
+    for h in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        parts.headers.remove(h);
+    }
+    Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_from_headers_and_hosts() {
+        let id = SandboxId::new();
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "localhost:3000".parse().unwrap());
+        assert_eq!(target(&h).unwrap(), None);
+        h.insert(header::HOST, "api.example.com".parse().unwrap());
+        assert_eq!(target(&h).unwrap(), None);
+        h.insert(
+            header::HOST,
+            format!("8080-{id}.sb.example.com:443").parse().unwrap(),
+        );
+        assert_eq!(
+            target(&h).unwrap(),
+            Some(Target {
+                sandbox_id: id,
+                port: 8080
+            })
+        );
+        h.insert(SANDBOX_ID_HEADER, id.to_string().parse().unwrap());
+        assert!(target(&h).is_err(), "id without port");
+        h.insert(SANDBOX_PORT_HEADER, "49983".parse().unwrap());
+        assert_eq!(
+            target(&h).unwrap(),
+            Some(Target {
+                sandbox_id: id,
+                port: 49983
+            })
+        );
+        h.insert(SANDBOX_PORT_HEADER, "0".parse().unwrap());
+        assert!(target(&h).is_err());
+    }
+
+    #[test]
+    fn access_token_query_is_decoded() {
+        assert_eq!(
+            access_token_query(Some("cols=80&access_token=a%2Bb")),
+            Some("a+b".to_string())
+        );
+        assert_eq!(access_token_query(Some("access_token=")), None);
+        assert_eq!(access_token_query(None), None);
+    }
+}
