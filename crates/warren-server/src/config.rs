@@ -119,6 +119,23 @@ pub struct Config {
     pub body_limit_bytes: usize,
     /// Most database connections held at once.
     pub max_db_connections: u32,
+    /// Platform admin (email, password) created or updated at start
+    /// (`WARREN_ADMIN_EMAIL` / `WARREN_ADMIN_PASSWORD`).
+    pub admin: Option<(String, Secret)>,
+    /// Lifetime of a host registration token (1 h).
+    pub registration_token_ttl: Duration,
+    /// Lifetime of a host JWT (7 days; `WARREN_HOST_TOKEN_TTL_MS`).
+    pub host_token_ttl: Duration,
+    /// Lifetime of a host refresh token (60 days).
+    pub refresh_token_ttl: Duration,
+    /// A host silent this long is `unreachable` (90 s; `WARREN_HEARTBEAT_TIMEOUT_MS`).
+    pub heartbeat_timeout: Duration,
+    /// How often the host monitor runs a pass (30 s; `WARREN_MONITOR_INTERVAL_MS`).
+    pub monitor_interval: Duration,
+    /// The monitor leaves alone a sandbox whose row changed this recently, so a pause or
+    /// resume in flight (status written before the host acts) is not "corrected" under it
+    /// (60 s; `WARREN_RECONCILE_GRACE_MS`).
+    pub reconcile_grace: Duration,
 }
 
 impl Config {
@@ -132,6 +149,13 @@ impl Config {
             password: PasswordParams::default(),
             body_limit_bytes: 1024 * 1024,
             max_db_connections: 10,
+            admin: None,
+            registration_token_ttl: Duration::from_secs(3600),
+            host_token_ttl: Duration::from_secs(7 * 24 * 3600),
+            refresh_token_ttl: Duration::from_secs(60 * 24 * 3600),
+            heartbeat_timeout: Duration::from_secs(90),
+            monitor_interval: Duration::from_secs(30),
+            reconcile_grace: Duration::from_secs(60),
         }
     }
 }

@@ -45,6 +45,15 @@ use crate::error::ApiError;
         crate::sandbox::create_snapshot,
         crate::sandbox::list_snapshots,
         crate::sandbox::delete_snapshot,
+        crate::host::create,
+        crate::host::list,
+        crate::host::get,
+        crate::host::delete,
+        crate::host::new_token,
+        crate::host::revoke,
+        crate::host::register,
+        crate::host::refresh,
+        crate::host::heartbeat,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail, crate::error::FieldError)),
     modifiers(&SecuritySchemes),
@@ -55,6 +64,7 @@ use crate::error::ApiError;
         (name = "api-keys", description = "Team API keys"),
         (name = "sandboxes", description = "Sandboxes: lifecycle, exec, files, metrics"),
         (name = "snapshots", description = "Snapshot templates of sandboxes"),
+        (name = "hosts", description = "Host agents: registration, credentials, heartbeats (admins manage them)"),
     )
 )]
 pub struct ApiDoc;

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::fleet::agent_auth::{AgentKeyError, AgentSigner};
 use crate::fleet::pool::HostClientPool;
 use crate::fleet::scheduler::{RoundRobin, Scheduler};
+use crate::host::token::HostTokenKeys;
 use crate::store::{Store, StoreError};
 
 /// Why the control plane could not start.
@@ -34,6 +35,9 @@ pub enum StartError {
     /// The agent signing key is unusable.
     #[error(transparent)]
     AgentKey(#[from] AgentKeyError),
+    /// The platform admin could not be created.
+    #[error("bootstrapping the platform admin: {0}")]
+    Admin(#[from] crate::auth::admin::BootstrapError),
 }
 
 /// Shared state of the control plane.
@@ -51,6 +55,8 @@ struct Inner {
     pool: HostClientPool,
     /// Places new sandboxes.
     scheduler: Box<dyn Scheduler>,
+    /// Signs and verifies host JWTs.
+    host_tokens: HostTokenKeys,
     /// Hash verified against when a login names an unknown email, so that both paths cost
     /// the same and response time does not reveal which emails exist.
     dummy_hash: String,
@@ -68,20 +74,26 @@ impl AppState {
             &config.data_dir,
         )?;
         let jwt = JwtKeys::new(&secret, config.jwt_ttl);
+        let host_tokens = HostTokenKeys::new(&secret);
         let dummy_hash = password::hash(config.password, "warren-dummy-password")?;
         let agent_signer = Arc::new(AgentSigner::load_or_create(&config.data_dir)?);
         let store = Store::connect(&config.database, config.max_db_connections).await?;
         let signer = agent_signer.clone();
         let pool = HostClientPool::new(store.clone(), Arc::new(move |host| signer.mint(host)));
-        Ok(Self(Arc::new(Inner {
+        let state = Self(Arc::new(Inner {
             config,
             store,
             jwt,
             agent_signer,
             pool,
             scheduler: Box::new(RoundRobin::default()),
+            host_tokens,
             dummy_hash,
-        })))
+        }));
+        if let Some((email, pw)) = &state.config().admin {
+            crate::auth::admin::bootstrap(&state, email, pw).await?;
+        }
+        Ok(state)
     }
 
     /// The configuration.
@@ -102,6 +114,11 @@ impl AppState {
     /// Signs the control plane's tokens towards agents.
     pub fn agent_signer(&self) -> &AgentSigner {
         &self.0.agent_signer
+    }
+
+    /// Host JWT keys.
+    pub fn host_tokens(&self) -> &HostTokenKeys {
+        &self.0.host_tokens
     }
 
     /// RPC clients of the host agents, one per host.

@@ -4,6 +4,7 @@
 //! user never exists without a team. Login compares against a dummy hash when the email is
 //! unknown, so timing does not reveal which emails have accounts.
 
+pub mod admin;
 pub mod jwt;
 pub mod password;
 pub mod principal;

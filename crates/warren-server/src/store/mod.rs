@@ -18,6 +18,7 @@
 //! modules).
 
 pub mod api_key;
+pub mod host;
 pub mod sandbox;
 pub mod team;
 pub mod template;

@@ -84,3 +84,32 @@ pub async fn by_id<'e, E: Executor<'e, Database = Any>>(
         .map(from_row)
         .transpose()
 }
+
+/// Whether the user is a platform admin (`users.is_admin`).
+pub async fn is_admin<'e, E: Executor<'e, Database = Any>>(
+    db: E,
+    id: UserId,
+) -> Result<bool, StoreError> {
+    let row = sqlx::query("SELECT is_admin FROM users WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(db)
+        .await?;
+    Ok(match row {
+        Some(r) => r.try_get::<i64, _>("is_admin")? != 0,
+        None => false,
+    })
+}
+
+/// Makes a user a platform admin with this password hash (admin bootstrap at start).
+pub async fn set_admin<'e, E: Executor<'e, Database = Any>>(
+    db: E,
+    id: UserId,
+    password_hash: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE users SET is_admin = 1, password_hash = $2 WHERE id = $1")
+        .bind(id.to_string())
+        .bind(password_hash)
+        .execute(db)
+        .await?;
+    Ok(())
+}

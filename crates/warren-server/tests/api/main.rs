@@ -8,5 +8,6 @@ mod helpers;
 mod api_keys;
 mod auth;
 mod errors;
+mod hosts;
 mod openapi;
 mod teams;

@@ -27,6 +27,15 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/v1/api-keys", "/v1/api-keys"),
     ("get", "/v1/api-keys", "/v1/api-keys"),
     ("delete", "/v1/api-keys/{key_id}", "/v1/api-keys/x"),
+    ("post", "/v1/hosts", "/v1/hosts"),
+    ("get", "/v1/hosts", "/v1/hosts"),
+    ("get", "/v1/hosts/{host_id}", "/v1/hosts/x"),
+    ("delete", "/v1/hosts/{host_id}", "/v1/hosts/x"),
+    ("post", "/v1/hosts/{host_id}/token", "/v1/hosts/x/token"),
+    ("post", "/v1/hosts/{host_id}/revoke", "/v1/hosts/x/revoke"),
+    ("post", "/v1/hosts/register", "/v1/hosts/register"),
+    ("post", "/v1/hosts/auth/refresh", "/v1/hosts/auth/refresh"),
+    ("post", "/v1/hosts/heartbeat", "/v1/hosts/heartbeat"),
 ];
 
 both_stores!(document_lists_every_route);

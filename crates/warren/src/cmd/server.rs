@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use warren_server::{AppState, Config, DatabaseConfig, Secret};
@@ -29,6 +30,36 @@ pub struct Args {
     /// HS256 secret for user JWTs (at least 32 bytes); generated into the data dir if unset.
     #[arg(long, env = "WARREN_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
+
+    /// Email of the platform admin created (or updated) at start; needs --admin-password.
+    #[arg(long, env = "WARREN_ADMIN_EMAIL", requires = "admin_password")]
+    admin_email: Option<String>,
+
+    /// Password of the platform admin.
+    #[arg(
+        long,
+        env = "WARREN_ADMIN_PASSWORD",
+        hide_env_values = true,
+        requires = "admin_email"
+    )]
+    admin_password: Option<String>,
+
+    /// Lifetime of host JWTs, in milliseconds (default 7 days).
+    #[arg(long, env = "WARREN_HOST_TOKEN_TTL_MS")]
+    host_token_ttl_ms: Option<u64>,
+
+    /// A host silent this long becomes unreachable, in milliseconds (default 90 s).
+    #[arg(long, env = "WARREN_HEARTBEAT_TIMEOUT_MS")]
+    heartbeat_timeout_ms: Option<u64>,
+
+    /// How often the host monitor compares hosts with the database, in milliseconds
+    /// (default 30 s).
+    #[arg(long, env = "WARREN_MONITOR_INTERVAL_MS")]
+    monitor_interval_ms: Option<u64>,
+
+    /// The monitor leaves alone sandboxes changed this recently, in milliseconds (default 60 s).
+    #[arg(long, env = "WARREN_RECONCILE_GRACE_MS")]
+    reconcile_grace_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for Args {
@@ -39,6 +70,12 @@ impl std::fmt::Debug for Args {
             .field("data_dir", &self.data_dir)
             .field("database_url", &redact(&self.database_url))
             .field("jwt_secret", &redact(&self.jwt_secret))
+            .field("admin_email", &self.admin_email)
+            .field("admin_password", &redact(&self.admin_password))
+            .field("host_token_ttl_ms", &self.host_token_ttl_ms)
+            .field("heartbeat_timeout_ms", &self.heartbeat_timeout_ms)
+            .field("monitor_interval_ms", &self.monitor_interval_ms)
+            .field("reconcile_grace_ms", &self.reconcile_grace_ms)
             .finish()
     }
 }
@@ -48,6 +85,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let database = DatabaseConfig::from_url(args.database_url.as_deref(), &args.data_dir);
     let mut config = Config::new(args.data_dir.clone(), database);
     config.jwt_secret = args.jwt_secret.map(Secret::new);
+    if let (Some(email), Some(pw)) = (args.admin_email, args.admin_password) {
+        config.admin = Some((email, Secret::new(pw)));
+    }
+    let ms =
+        |v: Option<u64>, default: Duration| v.map_or(default, |m| Duration::from_millis(m.max(1)));
+    config.host_token_ttl = ms(args.host_token_ttl_ms, config.host_token_ttl);
+    config.heartbeat_timeout = ms(args.heartbeat_timeout_ms, config.heartbeat_timeout);
+    config.monitor_interval = ms(args.monitor_interval_ms, config.monitor_interval);
+    config.reconcile_grace = ms(args.reconcile_grace_ms, config.reconcile_grace);
     tracing::info!(?config, "starting control plane");
 
     let state = AppState::new(config)
@@ -58,6 +104,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let mut monitor_stop = stop_rx.clone();
+    let background = warren_server::spawn_background(state.clone(), async move {
+        let _ = monitor_stop.wait_for(|stop| *stop).await;
+    });
     let stop = async move {
         // An error means the sender is gone, which also means stop.
         let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -77,6 +127,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
+    let _ = stop_tx.send(true);
+    let _ = background.await;
     tracing::info!("stopped");
     Ok(())
 }
