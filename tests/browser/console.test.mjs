@@ -37,6 +37,8 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
     page.setDefaultTimeout(30_000);
     page.on("pageerror", (e) => pageErrors.push(e.message));
     const shot = async (name) => {
+      // Old notifications (dismissed the way a user would) would hide the page behind them.
+      await page.evaluate(() => document.querySelectorAll(".toast .alert-close").forEach((b) => b.click()));
       await page.evaluate(() => document.activeElement instanceof HTMLElement && document.activeElement.blur());
       await page.screenshot({ path: join(SHOTS, `${name}.png`) });
     };
@@ -218,12 +220,51 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
       await shot("11-sandboxes");
     });
 
+    await step("a snapshot starts a new sandbox where the old one was, then is deleted", async () => {
+      const snap = `snap-${process.pid}`;
+      await page.locator(`tr[data-sandbox-id="${sandboxId}"] a`).first().click();
+      await page.waitForURL(SANDBOX_URL);
+      await page.getByRole("button", { name: "Snapshot", exact: true }).click();
+      const dialog = page.getByRole("dialog");
+      await dialog.getByLabel("Snapshot name").fill(snap);
+      await timed("snapshot", async () => {
+        await dialog.getByRole("button", { name: "Create snapshot" }).click();
+        await page.waitForURL(/\/console\/snapshots$/, { timeout: 120_000 });
+      });
+      const row = page.locator("tr", { has: page.getByRole("cell", { name: snap, exact: true }) });
+      await row.waitFor();
+      await row.locator(".badge", { hasText: "ready" }).waitFor({ timeout: 60_000 });
+      await shot("12-snapshots");
+      await row.getByRole("button", { name: "Start sandbox" }).click();
+      assert.equal(await dialog.getByLabel("Template").inputValue(), snap);
+      await timed("create from snapshot", async () => {
+        await dialog.getByRole("button", { name: "Create sandbox" }).click();
+        await page.waitForURL(SANDBOX_URL, { timeout: 120_000 });
+      });
+      const forkId = SANDBOX_URL.exec(page.url())[1];
+      assert.notEqual(forkId, sandboxId);
+      await page.locator("h1 .badge", { hasText: "running" }).waitFor({ timeout: 60_000 });
+      await page.getByRole("link", { name: "Exec" }).click();
+      await command().fill("cat /tmp/greeting.txt");
+      await command().press("Enter");
+      await page.locator("[data-exit-code]").first().waitFor();
+      assert.match(await page.getByTestId("exec-output").textContent(), /uploaded from chromium/);
+      await page.getByRole("button", { name: `Destroy sandbox ${forkId}` }).click();
+      await dialog.getByRole("button", { name: "Destroy sandbox" }).click();
+      await page.locator("h1 .badge", { hasText: "stopped" }).waitFor({ timeout: 60_000 });
+      await nav("Snapshots").click();
+      await row.getByRole("button", { name: `Delete snapshot ${snap}` }).click();
+      await dialog.getByRole("button", { name: "Delete snapshot" }).click();
+      await row.waitFor({ state: "detached" });
+      await nav("Sandboxes").click();
+    });
+
     await step("destroy asks first, then the sandbox is stopped", async () => {
       const row = page.locator(`tr[data-sandbox-id="${sandboxId}"]`);
       await row.getByRole("button", { name: `Destroy sandbox ${sandboxId}` }).click();
       const dialog = page.getByRole("dialog");
       await dialog.getByText("cannot be undone").waitFor();
-      await shot("12-destroy-confirm");
+      await shot("13-destroy-confirm");
       await timed("destroy", async () => {
         await dialog.getByRole("button", { name: "Destroy sandbox" }).click();
         await row.waitFor({ state: "detached", timeout: 60_000 });
@@ -257,13 +298,13 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
       await nav("Hosts").click();
       await page.getByRole("heading", { name: "Hosts", exact: true }).waitFor();
       await page.locator("td .badge", { hasText: "online" }).first().waitFor();
-      await shot("13-hosts");
+      await shot("14-hosts");
       await page.getByRole("button", { name: /^Delete host/ }).first().click();
       const dialog = page.getByRole("dialog");
       await dialog.getByRole("button", { name: "Delete host" }).click();
       await dialog.getByText(busy).waitFor();
       await dialog.getByRole("button", { name: /Destroy 1 sandbox and delete/ }).waitFor();
-      await shot("14-host-delete-preview");
+      await shot("15-host-delete-preview");
       await dialog.getByRole("button", { name: "Cancel" }).click();
       const hosts = await fetch(`${fleet.base}/v1/hosts/${fleet.hostId}`, { headers: { Authorization: `Bearer ${fleet.adminToken}` } });
       assert.equal((await hosts.json()).status, "online");
@@ -275,7 +316,7 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
       await nav("Sandboxes").click();
       await page.getByRole("heading", { name: "Sandboxes", exact: true }).waitFor();
       await page.locator("tr[data-sandbox-id]").first().waitFor();
-      await shot("15-phone");
+      await shot("16-phone");
       const { overflow, culprits } = await page.evaluate(() => {
         const w = window.innerWidth;
         const culprits = [...document.querySelectorAll("body *")]

@@ -3,6 +3,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { Api, ApiError, ExecResult, Sandbox, describe } from "../api";
 import { Button, ErrorBox, Spinner, bytes, toast } from "./ui";
+import { FileIcon, FolderIcon, LinkIcon, UpIcon } from "./Icons";
 
 interface Entry {
   name: string;
@@ -199,7 +200,7 @@ export function FileBrowser({ sandbox }: { sandbox: Sandbox }) {
                 <tr>
                   <td colSpan={4}>
                     <button type="button" class="link file-name" onClick={() => void load(parent(dir))}>
-                      <span class="ficon" aria-hidden="true">↰</span> ..
+                      <UpIcon /> ..
                     </button>
                   </td>
                 </tr>
@@ -218,12 +219,12 @@ export function FileBrowser({ sandbox }: { sandbox: Sandbox }) {
                     <td>
                       {f.kind === "dir" || f.kind === "link" ? (
                         <button type="button" class="link file-name" onClick={() => void load(path)}>
-                          <span class="ficon" aria-hidden="true">{f.kind === "dir" ? "📁" : "🔗"}</span> {f.name}
+                          {f.kind === "dir" ? <FolderIcon /> : <LinkIcon />} {f.name}
                           {f.kind === "dir" ? "/" : ""}
                         </button>
                       ) : (
                         <span class="file-name">
-                          <span class="ficon" aria-hidden="true">📄</span> {f.name}
+                          <FileIcon /> {f.name}
                         </span>
                       )}
                     </td>

@@ -323,9 +323,10 @@ export function PageHeader({ title, description, actions }: { title: string; des
   );
 }
 
-export function Empty({ title, children }: { title: string; children?: ComponentChildren }) {
+export function Empty({ title, children, icon }: { title: string; children?: ComponentChildren; icon?: ComponentChildren }) {
   return (
     <div class="empty">
+      {icon && <div class="empty-icon">{icon}</div>}
       <h3>{title}</h3>
       {children}
     </div>

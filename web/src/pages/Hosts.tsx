@@ -91,7 +91,7 @@ export function HostsPage() {
                         <td>
                           <Capacity used={h.live_sandboxes} total={h.sandbox_capacity} />
                         </td>
-                        <td class="small">
+                        <td class="small nowrap">
                           {h.cpu_count ?? "?"} CPU · {mib(h.memory_mb)}
                           <div class="muted">
                             {[h.runtime, h.arch].filter(Boolean).join(" · ") || "—"}

@@ -1,8 +1,9 @@
 // The team's sandboxes, polled every few seconds, and the create dialog.
 import { useEffect, useState } from "preact/hooks";
-import { Api, Snapshot } from "../api";
+import { Api, Sandbox, Snapshot } from "../api";
 import { navigate } from "../router";
 import { isLive, SandboxActions } from "../components/SandboxActions";
+import { BoxIcon } from "../components/Icons";
 import { Button, Dialog, Empty, ErrorBox, Link, PageHeader, Spinner, StatusBadge, Time, duration, mib, shortId, toast, useFocusHeading, usePoll } from "../components/ui";
 
 const POLL_MS = 3000;
@@ -28,6 +29,7 @@ export function SandboxesPage() {
         }
       />
       <ErrorBox error={list.error} title={list.data ? "Could not refresh the list (showing the last one)" : "Could not load sandboxes"} />
+      {list.data && !showAll && <Stats sandboxes={shown} />}
       <div class="card">
         <div class="card-toolbar">
           <div class="muted small" aria-live="polite">
@@ -43,7 +45,7 @@ export function SandboxesPage() {
             <Spinner label="Loading sandboxes" />
           </div>
         ) : list.data && shown.length === 0 ? (
-          <Empty title={showAll ? "No sandboxes yet" : "No active sandboxes"}>
+          <Empty title={showAll ? "No sandboxes yet" : "No active sandboxes"} icon={<BoxIcon />}>
             <p class="muted">Start one from a template; it boots in about a second.</p>
             <Button variant="primary" onClick={() => setCreating(true)}>
               New sandbox
@@ -97,6 +99,33 @@ export function SandboxesPage() {
       </div>
       <CreateSandboxDialog open={creating} onClose={() => setCreating(false)} />
     </>
+  );
+}
+
+function Stats({ sandboxes }: { sandboxes: Sandbox[] }) {
+  const running = sandboxes.filter((s) => s.status === "running");
+  const paused = sandboxes.filter((s) => s.status === "paused").length;
+  const cpus = running.reduce((n, s) => n + s.vcpus, 0);
+  const mem = running.reduce((n, s) => n + s.memory_mb, 0);
+  return (
+    <dl class="stats">
+      <div class="stat">
+        <dt>Running</dt>
+        <dd>{running.length}</dd>
+      </div>
+      <div class="stat">
+        <dt>Paused</dt>
+        <dd>{paused}</dd>
+      </div>
+      <div class="stat">
+        <dt>vCPUs in use</dt>
+        <dd>{cpus}</dd>
+      </div>
+      <div class="stat">
+        <dt>Memory in use</dt>
+        <dd>{mib(mem)}</dd>
+      </div>
+    </dl>
   );
 }
 
