@@ -137,9 +137,18 @@ fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Res<T> {
 // ---------------------------------------------------------------------------------------
 // Translations
 
+/// Stopped or failed; or running past its end (E2B: a sandbox is gone at its end time; the
+/// host reaps it within its reaper interval and the monitor records that later).
 fn is_gone(s: &Sandbox) -> bool {
-    matches!(s.status.as_str(), "stopped" | "error")
+    let expired = s.status == "running"
+        && !s.auto_pause
+        && s.expires_at
+            .is_some_and(|e| e + Duration::seconds(EXPIRY_SLACK_S) < Utc::now());
+    expired || matches!(s.status.as_str(), "stopped" | "error")
 }
+
+/// Seconds past its end after which a sandbox the monitor has not yet seen go counts as gone.
+const EXPIRY_SLACK_S: i64 = 2;
 
 fn state_of(s: &Sandbox) -> &'static str {
     if s.status == "paused" {
