@@ -104,6 +104,12 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
       await shot("04-api-key-created");
       await page.getByRole("button", { name: "I have saved it" }).click();
       assert.equal(await page.getByTestId("new-api-key").count(), 0);
+      // Deleting asks first; then the key stops working at once.
+      await page.getByRole("button", { name: "Delete key laptop" }).click();
+      await page.getByRole("dialog").getByRole("button", { name: "Delete key" }).click();
+      await page.getByText("No API keys yet").waitFor();
+      const gone = await fetch(`${fleet.base}/v1/me`, { headers: { "X-API-Key": key } });
+      assert.equal(gone.status, 401);
     });
 
     await step("creating from an unknown template shows the server's words", async () => {
@@ -192,6 +198,15 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
 
     await step("pause and resume, and the sandbox still works", async () => {
       await page.getByRole("link", { name: "Overview" }).click();
+      await page.getByRole("button", { name: "Set timeout" }).click();
+      const dialog = page.getByRole("dialog");
+      await dialog.getByRole("button", { name: "15 min" }).click();
+      await dialog.getByRole("button", { name: "Set timeout" }).click();
+      await page.locator("dd", { hasText: /^15 min$/ }).waitFor();
+      await page.locator("dd", { hasText: "in 15 minutes" }).waitFor();
+      const sb = await (await fetch(`${fleet.base}/v1/sandboxes/${sandboxId}`, { headers: { Authorization: `Bearer ${fleet.tokens[0]}` } })).json();
+      assert.equal(sb.timeout_s, 900);
+      assert.ok(Math.abs(Date.parse(sb.expires_at) - Date.now() - 900_000) < 60_000, sb.expires_at);
       await timed("pause", async () => {
         await page.getByRole("button", { name: "Pause", exact: true }).click();
         await page.locator("h1 .badge", { hasText: "paused" }).waitFor({ timeout: 90_000 });
@@ -299,6 +314,8 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
       await page.getByRole("heading", { name: "Hosts", exact: true }).waitFor();
       await page.locator("td .badge", { hasText: "online" }).first().waitFor();
       await shot("14-hosts");
+      await page.getByRole("button", { name: "New token" }).first().click();
+      await page.getByText(/warren agent --register wrh_/).waitFor();
       await page.getByRole("button", { name: /^Delete host/ }).first().click();
       const dialog = page.getByRole("dialog");
       await dialog.getByRole("button", { name: "Delete host" }).click();
