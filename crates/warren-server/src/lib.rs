@@ -12,6 +12,8 @@
 //!   `UserAuth`/`TeamAuth` extractors.
 //! - [`team`], [`api_key`]: teams and members, team API keys.
 //! - [`health`], [`openapi`]: probes, and the OpenAPI 3.1 document + Swagger UI.
+//! - [`console`]: the web console (`web/`, built to `web/dist`, embedded), at `/` and
+//!   `/console/...`.
 //!
 //! Later domains (`host`, `sandbox`, `template`, E2B-compatible routes) are one module each,
 //! adding their routes in [`app`] and their paths in [`openapi::ApiDoc`]; their tables already
