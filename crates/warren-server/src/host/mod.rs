@@ -439,8 +439,28 @@ pub async fn delete(
         }});
         return Ok((StatusCode::CONFLICT, axum::Json(body)).into_response());
     }
-    // The host is marked deleted first, so the scheduler places nothing new on it and its
-    // heartbeats stop counting; then its sandboxes go.
+    // Draining first, so the scheduler places nothing new here while its sandboxes go; then
+    // the sandboxes (the agent is told while the pool still knows the host); then the host is
+    // deleted and its credentials revoked.
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE hosts SET status = 'draining', updated_at = $2 \
+         WHERE id = $1 AND status IN ('pending', 'online', 'unreachable')",
+    )
+    .bind(host.id.to_string())
+    .bind(now)
+    .execute(pool)
+    .await
+    .map_err(StoreError::from)?;
+    for sb in &held {
+        // Best effort: an unreachable host cannot be told; the rows stop all the same.
+        crate::fleet::monitor::destroy_on_host(&state, host.id, &sb.id).await;
+        let status: SandboxStatus = sb.status.parse().unwrap_or(SandboxStatus::Running);
+        if status.can_become(SandboxStatus::Stopped) {
+            store::host::set_sandbox_status(pool, &sb.id, &sb.status, "stopped", None, now_ms())
+                .await?;
+        }
+    }
     let now = now_ms();
     let mut tx = pool.begin().await.map_err(StoreError::from)?;
     sqlx::query("UPDATE hosts SET status = 'deleted', updated_at = $2 WHERE id = $1")
@@ -452,16 +472,6 @@ pub async fn delete(
     store::host::revoke_all_refresh_tokens(&mut *tx, host.id, now).await?;
     store::host::expire_registration_tokens(&mut *tx, host.id, now).await?;
     tx.commit().await.map_err(StoreError::from)?;
-    for sb in &held {
-        // Best effort: an unreachable host cannot be told; its sandboxes are orphans the
-        // agent destroys... never, as it is deleted, so the admin wipes the host.
-        crate::fleet::monitor::destroy_on_host(&state, host.id, &sb.id).await;
-        let status: SandboxStatus = sb.status.parse().unwrap_or(SandboxStatus::Running);
-        if status.can_become(SandboxStatus::Stopped) {
-            store::host::set_sandbox_status(pool, &sb.id, &sb.status, "stopped", None, now_ms())
-                .await?;
-        }
-    }
     crate::fleet::monitor::forget_host(&state, host.id);
     tracing::info!(host_id = %host.id, force = q.force, sandboxes = held.len(), "host deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
