@@ -50,6 +50,31 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
     };
     const nav = (name) => page.getByRole("navigation", { name: "Main" }).getByRole("link", { name });
     const command = () => page.getByRole("textbox", { name: "Command" });
+    // Basic accessibility of what is on screen: every control has a name, one h1, lang set.
+    const checkA11y = async (where) => {
+      const problems = await page.evaluate(() => {
+        const out = [];
+        const named = (el) =>
+          (el.getAttribute("aria-label") ?? "").trim() ||
+          (el.getAttribute("aria-labelledby") ?? "").trim() ||
+          (el.labels && el.labels.length > 0) ||
+          (el.textContent ?? "").trim() ||
+          el.getAttribute("title");
+        for (const el of document.querySelectorAll("input:not([type=hidden]), select, textarea, button, a[href]")) {
+          if (el.closest(".xterm")) continue;
+          if (!named(el)) out.push(`unnamed ${el.outerHTML.slice(0, 80)}`);
+        }
+        const h1 = document.querySelectorAll("h1").length;
+        if (h1 !== 1) out.push(`${h1} h1 elements`);
+        if (!document.documentElement.lang) out.push("no lang on <html>");
+        for (const svg of document.querySelectorAll("svg")) {
+          if (svg.closest(".xterm")) continue;
+          if (svg.getAttribute("aria-hidden") !== "true" && !svg.getAttribute("aria-label")) out.push("svg without aria-hidden or label");
+        }
+        return out;
+      });
+      assert.deepEqual(problems, [], `accessibility problems on ${where}`);
+    };
     const step = (name, fn) =>
       t.test(name, async () => {
         try {
@@ -70,6 +95,7 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
       await page.waitForURL(/\/console\/login/);
       await page.getByRole("heading", { name: "Log in" }).waitFor();
       await shot("01-login");
+      await checkA11y("01-login");
       await page.getByRole("link", { name: "Create an account" }).click();
       await page.getByLabel("Name").fill("Ada Lovelace");
       await page.getByLabel("Email").fill(email);
@@ -86,6 +112,7 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
       const token = await page.evaluate(() => JSON.parse(localStorage.getItem("warren.session")).token);
       fleet.tokens.push(token);
       await shot("03-sandboxes-empty");
+      await checkA11y("03-sandboxes-empty");
     });
 
     await step("an API key is shown once and works", async () => {
@@ -102,6 +129,7 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
       assert.equal((await me.json()).auth, "api_key");
       await page.getByRole("cell", { name: "laptop", exact: true }).waitFor();
       await shot("04-api-key-created");
+      await checkA11y("04-api-key-created");
       await page.getByRole("button", { name: "I have saved it" }).click();
       assert.equal(await page.getByTestId("new-api-key").count(), 0);
       // Deleting asks first; then the key stops working at once.
@@ -138,6 +166,7 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
       await page.locator("h1 .badge", { hasText: "running" }).waitFor({ timeout: 60_000 });
       await page.getByText(sandboxId).first().waitFor();
       await shot("06-sandbox-overview");
+      await checkA11y("06-sandbox-overview");
     });
 
     await step("exec streams the output of echo", async () => {
@@ -156,6 +185,7 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
       await page.locator("[data-exit-code]").nth(1).waitFor();
       assert.notEqual(await page.locator("[data-exit-code]").nth(1).getAttribute("data-exit-code"), "0");
       await shot("07-exec");
+      await checkA11y("07-exec");
     });
 
     await step("a file is uploaded, listed and downloaded", async () => {
@@ -180,6 +210,7 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
       await page.getByRole("link", { name: "Files" }).click();
       await page.locator('tr[data-file="greeting.txt"]').waitFor();
       await shot("08-files");
+      await checkA11y("08-files");
     });
 
     await step("the terminal echoes what is typed", async () => {
@@ -194,6 +225,7 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
       await page.keyboard.type("printf 'cols=%s\\n' \"$(stty size)\"\n", { delay: 5 });
       await page.locator(".xterm-rows", { hasText: /cols=\d+ \d+/ }).waitFor();
       await shot("09-terminal");
+      await checkA11y("09-terminal");
     });
 
     await step("pause and resume, and the sandbox still works", async () => {
@@ -250,6 +282,7 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
       await row.waitFor();
       await row.locator(".badge", { hasText: "ready" }).waitFor({ timeout: 60_000 });
       await shot("12-snapshots");
+      await checkA11y("12-snapshots");
       await row.getByRole("button", { name: "Start sandbox" }).click();
       assert.equal(await dialog.getByLabel("Template").inputValue(), snap);
       await timed("create from snapshot", async () => {
@@ -314,6 +347,7 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
       await page.getByRole("heading", { name: "Hosts", exact: true }).waitFor();
       await page.locator("td .badge", { hasText: "online" }).first().waitFor();
       await shot("14-hosts");
+      await checkA11y("14-hosts");
       await page.getByRole("button", { name: "New token" }).first().click();
       await page.getByText(/warren agent --register wrh_/).waitFor();
       await page.getByRole("button", { name: /^Delete host/ }).first().click();

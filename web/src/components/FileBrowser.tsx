@@ -149,6 +149,8 @@ export function FileBrowser({ sandbox }: { sandbox: Sandbox }) {
             type="file"
             multiple
             class="sr-only"
+            tabIndex={-1}
+            aria-label={`Files to upload to ${dir}`}
             onChange={(e) => void upload(e.currentTarget.files)}
           />
           <Button size="sm" variant="primary" busy={uploading !== null} onClick={() => fileInput.current?.click()}>

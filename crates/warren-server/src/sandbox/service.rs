@@ -836,8 +836,7 @@ pub async fn create(
         error: None,
         allow_internet: req.allow_internet,
         auto_pause: req.auto_pause,
-        // Every sandbox's envd wants a token (E2B: every sandbox is secure); see proxy.rs.
-        envd_access_token: Some(crate::proxy::new_envd_access_token()),
+        envd_access_token: None,
         created_at: now,
         updated_at: now,
         started_at: None,
