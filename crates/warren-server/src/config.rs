@@ -136,6 +136,10 @@ pub struct Config {
     /// resume in flight (status written before the host acts) is not "corrected" under it
     /// (60 s; `WARREN_RECONCILE_GRACE_MS`).
     pub reconcile_grace: Duration,
+    /// Wildcard domain of the sandbox proxy's host form (`PORT-SANDBOXID.<domain>` resolves to
+    /// this control plane), told to E2B SDKs as the sandbox `domain` so their `get_host(port)`
+    /// names a working URL (none; `WARREN_PROXY_DOMAIN`).
+    pub proxy_domain: Option<String>,
 }
 
 impl Config {
@@ -156,6 +160,7 @@ impl Config {
             heartbeat_timeout: Duration::from_secs(90),
             monitor_interval: Duration::from_secs(30),
             reconcile_grace: Duration::from_secs(60),
+            proxy_domain: None,
         }
     }
 }

@@ -30,6 +30,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 TEMPLATE = "minimal"
+# Host form of the proxy: PORT-SANDBOXID.<domain> (any name; requests carry it in Host).
+PROXY_DOMAIN = "sandboxes.localhost"
 
 
 def _warren_bin() -> Path:
@@ -183,6 +185,7 @@ def fleet():
         "WARREN_MONITOR_INTERVAL_MS": "1000",
         "WARREN_HEARTBEAT_TIMEOUT_MS": "15000",
         "WARREN_RECONCILE_GRACE_MS": "1000",
+        "WARREN_PROXY_DOMAIN": PROXY_DOMAIN,
     }
     teams = []
     try:

@@ -158,11 +158,11 @@ def test_http_and_upgrade_to_a_port_inside_the_sandbox(sandbox, fleet, team):
             break
         time.sleep(0.1)
     assert (r.status_code, r.text) == (200, "served from inside")
+    # The SDK names the host form with the domain the control plane announces.
+    host = sandbox.get_host(8000)
+    assert host == f"8000-{sandbox.sandbox_id}.sandboxes.localhost"
     port = urlparse(fleet.url).port
-    r = httpx.get(
-        f"{fleet.url}/index.html",
-        headers={"Host": f"8000-{sandbox.sandbox_id}.sandboxes.example:{port}", **key},
-    )
+    r = httpx.get(f"{fleet.url}/index.html", headers={"Host": f"{host}:{port}", **key})
     assert (r.status_code, r.text) == (200, "served from inside")
     # A wrong envd token is refused, even next to a valid key.
     r = httpx.get(f"{fleet.url}/index.html", headers={**headers, **key, "X-Access-Token": "x"})

@@ -176,7 +176,11 @@ fn end_at(s: &Sandbox) -> DateTime<Utc> {
     })
 }
 
-fn created(s: &Sandbox) -> CreatedSandbox {
+fn domain(state: &AppState) -> Option<String> {
+    state.config().proxy_domain.clone()
+}
+
+fn created(state: &AppState, s: &Sandbox) -> CreatedSandbox {
     CreatedSandbox {
         template_id: s.template.clone(),
         sandbox_id: s.id.to_string(),
@@ -185,7 +189,7 @@ fn created(s: &Sandbox) -> CreatedSandbox {
         alias: s.template.clone(),
         envd_access_token: s.envd_access_token.clone(),
         traffic_access_token: None,
-        domain: None,
+        domain: domain(state),
     }
 }
 
@@ -210,10 +214,11 @@ fn listed(s: &Sandbox) -> SandboxDetail {
     }
 }
 
-fn detailed(s: &Sandbox) -> SandboxDetail {
+fn detailed(state: &AppState, s: &Sandbox) -> SandboxDetail {
     SandboxDetail {
         envd_access_token: s.envd_access_token.clone(),
         allow_internet_access: Some(s.allow_internet),
+        domain: domain(state),
         lifecycle: Some(Lifecycle {
             auto_resume: false,
             on_timeout: if s.auto_pause { "pause" } else { "kill" },
@@ -256,7 +261,7 @@ async fn create(
         },
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(created(&s))).into_response())
+    Ok((StatusCode::CREATED, Json(created(&state, &s))).into_response())
 }
 
 async fn detail(
@@ -264,7 +269,7 @@ async fn detail(
     E2bTeam(team): E2bTeam,
     Path(id): Path<String>,
 ) -> Res<Json<SandboxDetail>> {
-    Ok(Json(detailed(&live(&state, team, &id).await?)))
+    Ok(Json(detailed(&state, &live(&state, team, &id).await?)))
 }
 
 async fn kill(
@@ -337,7 +342,7 @@ async fn resume(
         ));
     }
     let s = service::resume(&state, team, sandbox_id(&id)?, req.timeout).await?;
-    Ok((StatusCode::CREATED, Json(created(&s))).into_response())
+    Ok((StatusCode::CREATED, Json(created(&state, &s))).into_response())
 }
 
 /// Running: 200, the timeout only ever extended. Paused: resumed, 201.
@@ -352,7 +357,7 @@ async fn connect(
     let sid = sandbox_id(&id)?;
     if s.status == "paused" {
         let s = service::resume(&state, team, sid, req.timeout).await?;
-        return Ok((StatusCode::CREATED, Json(created(&s))).into_response());
+        return Ok((StatusCode::CREATED, Json(created(&state, &s))).into_response());
     }
     let s = match req.timeout {
         Some(t) if t > 0 => {
@@ -365,7 +370,7 @@ async fn connect(
         }
         _ => s,
     };
-    Ok((StatusCode::OK, Json(created(&s))).into_response())
+    Ok((StatusCode::OK, Json(created(&state, &s))).into_response())
 }
 
 async fn metrics(

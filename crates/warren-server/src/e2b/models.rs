@@ -60,7 +60,7 @@ pub struct CreatedSandbox {
     pub envd_access_token: Option<String>,
     /// Not used by Warren.
     pub traffic_access_token: Option<String>,
-    /// Null: the SDK uses `E2B_SANDBOX_URL`.
+    /// `WARREN_PROXY_DOMAIN`, or null (the SDK then uses `E2B_SANDBOX_URL` and its own domain).
     pub domain: Option<String>,
 }
 
@@ -114,7 +114,7 @@ pub struct SandboxDetail {
     /// Egress allowed (detail only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_internet_access: Option<bool>,
-    /// Null (detail only).
+    /// As in [`CreatedSandbox`] (detail only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
     /// Timeout behaviour (detail only).

@@ -60,6 +60,11 @@ pub struct Args {
     /// The monitor leaves alone sandboxes changed this recently, in milliseconds (default 60 s).
     #[arg(long, env = "WARREN_RECONCILE_GRACE_MS")]
     reconcile_grace_ms: Option<u64>,
+
+    /// Wildcard domain whose `PORT-SANDBOXID.<domain>` names reach this control plane (the
+    /// sandbox proxy's host form; E2B SDKs get it as the sandbox domain).
+    #[arg(long, env = "WARREN_PROXY_DOMAIN")]
+    proxy_domain: Option<String>,
 }
 
 impl std::fmt::Debug for Args {
@@ -76,6 +81,7 @@ impl std::fmt::Debug for Args {
             .field("heartbeat_timeout_ms", &self.heartbeat_timeout_ms)
             .field("monitor_interval_ms", &self.monitor_interval_ms)
             .field("reconcile_grace_ms", &self.reconcile_grace_ms)
+            .field("proxy_domain", &self.proxy_domain)
             .finish()
     }
 }
@@ -94,6 +100,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.heartbeat_timeout = ms(args.heartbeat_timeout_ms, config.heartbeat_timeout);
     config.monitor_interval = ms(args.monitor_interval_ms, config.monitor_interval);
     config.reconcile_grace = ms(args.reconcile_grace_ms, config.reconcile_grace);
+    config.proxy_domain = args.proxy_domain.filter(|d| !d.is_empty());
     tracing::info!(?config, "starting control plane");
 
     let state = AppState::new(config)
