@@ -173,7 +173,9 @@ impl FromRequestParts<AppState> for StreamAuth {
         let has_header = parts.headers.contains_key(http::header::AUTHORIZATION)
             || parts.headers.contains_key(API_KEY_HEADER);
         if has_header {
-            return TeamAuth::from_request_parts(parts, state).await.map(StreamAuth);
+            return TeamAuth::from_request_parts(parts, state)
+                .await
+                .map(StreamAuth);
         }
         let Some(token) = query_token(parts) else {
             return Err(ApiError::Unauthenticated("missing credentials"));

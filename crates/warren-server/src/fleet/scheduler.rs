@@ -129,7 +129,11 @@ mod tests {
             HostStatus::Draining,
             HostStatus::Deleted,
         ] {
-            assert_eq!(s.pick(&[host(1, status, None, 0)], &req()), None, "{status}");
+            assert_eq!(
+                s.pick(&[host(1, status, None, 0)], &req()),
+                None,
+                "{status}"
+            );
         }
         let mut low = host(1, HostStatus::Online, None, 0);
         low.free_memory_mb = Some(100);

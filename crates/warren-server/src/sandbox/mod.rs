@@ -30,7 +30,9 @@ use crate::AppState;
 use crate::auth::TeamAuth;
 use crate::auth::principal::StreamAuth;
 use crate::error::{ApiError, ErrorBody, Json, Path, path_id};
-use service::{CreateSandbox, ExecEvent, ExecOutput, ExecRequest, ListFilter, Metrics, Sandbox, Snapshot};
+use service::{
+    CreateSandbox, ExecEvent, ExecOutput, ExecRequest, ListFilter, Metrics, Sandbox, Snapshot,
+};
 
 fn sandbox_id(raw: &str) -> Result<SandboxId, ApiError> {
     path_id("sandbox", raw)

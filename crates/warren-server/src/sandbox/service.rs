@@ -439,7 +439,10 @@ pub fn sandbox_path(field: &str, path: &str) -> Result<(), FieldError> {
         return Err(FieldError::new(field, "must be at most 4096 bytes"));
     }
     if path.chars().any(char::is_control) {
-        return Err(FieldError::new(field, "must not contain control characters"));
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -506,11 +509,17 @@ fn validate_exec(req: ExecRequest, streaming: bool) -> Result<Command, ApiError>
     ];
     let (cmd, args) = match (req.cmd, req.argv) {
         (Some(_), Some(_)) => {
-            errors.push(Some(FieldError::new("cmd", "give either cmd or argv, not both")));
+            errors.push(Some(FieldError::new(
+                "cmd",
+                "give either cmd or argv, not both",
+            )));
             (String::new(), vec![])
         }
         (None, None) => {
-            errors.push(Some(FieldError::new("cmd", "give cmd (a shell line) or argv")));
+            errors.push(Some(FieldError::new(
+                "cmd",
+                "give cmd (a shell line) or argv",
+            )));
             (String::new(), vec![])
         }
         (Some(line), None) => {
@@ -548,11 +557,9 @@ fn validate_exec(req: ExecRequest, streaming: bool) -> Result<Command, ApiError>
         env: req.env,
         cwd: req.cwd.unwrap_or_default(),
         user: req.user.unwrap_or_default(),
-        timeout_s: req.timeout_s.unwrap_or(if streaming {
-            0
-        } else {
-            DEFAULT_EXEC_TIMEOUT_S
-        }),
+        timeout_s: req
+            .timeout_s
+            .unwrap_or(if streaming { 0 } else { DEFAULT_EXEC_TIMEOUT_S }),
     })
 }
 
@@ -789,9 +796,7 @@ pub async fn create(
     validate_create(&req)?;
     let hosts = store::sandbox::hosts(state.store().pool()).await?;
     let resolved = resolve_template(state, team, &req.template, &hosts).await?;
-    let vcpus = resolved
-        .vcpus
-        .unwrap_or(req.vcpus.unwrap_or(DEFAULT_VCPUS));
+    let vcpus = resolved.vcpus.unwrap_or(req.vcpus.unwrap_or(DEFAULT_VCPUS));
     let memory_mb = resolved
         .memory_mb
         .unwrap_or(req.memory_mb.unwrap_or(DEFAULT_MEMORY_MB));
@@ -803,11 +808,16 @@ pub async fn create(
     let loads = host_loads(
         state,
         hosts,
-        resolved.known_host.map(|h| (h, resolved.host_name.as_str())),
+        resolved
+            .known_host
+            .map(|h| (h, resolved.host_name.as_str())),
     )
     .await?;
     let Some(host_id) = state.scheduler().pick(&loads, &placement) else {
-        let online = loads.iter().filter(|h| h.status.accepts_sandboxes()).count();
+        let online = loads
+            .iter()
+            .filter(|h| h.status.accepts_sandboxes())
+            .count();
         return Err(ApiError::NoCapacity(if online == 0 {
             "no host is online to run the sandbox; start or register a host agent".to_owned()
         } else {
@@ -836,7 +846,8 @@ pub async fn create(
         error: None,
         allow_internet: req.allow_internet,
         auto_pause: req.auto_pause,
-        envd_access_token: None,
+        // Every sandbox's envd wants a token (E2B: every sandbox is secure); see proxy.rs.
+        envd_access_token: Some(crate::proxy::new_envd_access_token()),
         created_at: now,
         updated_at: now,
         started_at: None,
@@ -857,7 +868,9 @@ async fn create_on_host(
     host_template: String,
 ) -> Result<Sandbox, ApiError> {
     let pool = state.store().pool();
-    let host_id = r.host_id.expect("create_on_host is called with a placed sandbox");
+    let host_id = r
+        .host_id
+        .expect("create_on_host is called with a placed sandbox");
     let fail = |message: String| {
         let extra = StatusUpdate {
             error: Some(message),
@@ -931,7 +944,10 @@ async fn create_on_host(
             reload(state, r.id).await
         }
         Err(e) => {
-            let msg = e.message.clone().unwrap_or_else(|| e.code.as_str().to_owned());
+            let msg = e
+                .message
+                .clone()
+                .unwrap_or_else(|| e.code.as_str().to_owned());
             fail(format!("create on host {host_id} failed: {msg}")).await;
             if matches!(
                 e.code,
@@ -1089,7 +1105,11 @@ pub async fn pause(state: &AppState, team: TeamId, id: SandboxId) -> Result<Sand
     )
     .await?
     {
-        return Err(wrong_state(&load(state, team, id).await?, "pause", "running"));
+        return Err(wrong_state(
+            &load(state, team, id).await?,
+            "pause",
+            "running",
+        ));
     }
     let state2 = state.clone();
     tokio::spawn(async move {
@@ -1104,7 +1124,14 @@ pub async fn pause(state: &AppState, team: TeamId, id: SandboxId) -> Result<Sand
         {
             Ok(_) => Ok(()),
             Err(e) => {
-                revert(&state2, id, SandboxStatus::Paused, SandboxStatus::Running, &r).await;
+                revert(
+                    &state2,
+                    id,
+                    SandboxStatus::Paused,
+                    SandboxStatus::Running,
+                    &r,
+                )
+                .await;
                 Err(host_error(client.host_id(), "pause sandbox", e))
             }
         }
@@ -1167,7 +1194,11 @@ pub async fn resume(
     )
     .await?
     {
-        return Err(wrong_state(&load(state, team, id).await?, "resume", "paused"));
+        return Err(wrong_state(
+            &load(state, team, id).await?,
+            "resume",
+            "paused",
+        ));
     }
     let state2 = state.clone();
     tokio::spawn(async move {
@@ -1195,7 +1226,14 @@ pub async fn resume(
                 Ok(())
             }
             Err(e) => {
-                revert(&state2, id, SandboxStatus::Running, SandboxStatus::Paused, &r).await;
+                revert(
+                    &state2,
+                    id,
+                    SandboxStatus::Running,
+                    SandboxStatus::Paused,
+                    &r,
+                )
+                .await;
                 Err(host_error(client.host_id(), "resume sandbox", e))
             }
         }
@@ -1228,14 +1266,22 @@ pub async fn set_timeout(
     )
     .await?
     {
-        return Err(wrong_state(&load(state, team, id).await?, "timeout", "running"));
+        return Err(wrong_state(
+            &load(state, team, id).await?,
+            "timeout",
+            "running",
+        ));
     }
     let req = pb::PingSandboxRequest {
         sandbox_id: id.to_string(),
         timeout_sec: timeout_s,
         ..Default::default()
     };
-    match client.rpc().ping_sandbox_with_options(req, opts(SHORT_TIMEOUT)).await {
+    match client
+        .rpc()
+        .ping_sandbox_with_options(req, opts(SHORT_TIMEOUT))
+        .await
+    {
         Ok(resp) => {
             let expires = resp.into_owned().expires_at_unix;
             store::sandbox::set_expiry(
@@ -1289,7 +1335,11 @@ pub async fn metrics(state: &AppState, team: TeamId, id: SandboxId) -> Result<Me
 
 /// Where to send proxied traffic of the team's sandbox: 404 when it is not the team's (or is
 /// gone), 409 while it is paused or starting.
-pub async fn route(state: &AppState, team: TeamId, id: SandboxId) -> Result<SandboxRoute, ApiError> {
+pub async fn route(
+    state: &AppState,
+    team: TeamId,
+    id: SandboxId,
+) -> Result<SandboxRoute, ApiError> {
     let r = load(state, team, id).await?;
     route_of(state, &r).await
 }
@@ -1468,11 +1518,13 @@ where
     let call = rpc.write_file_stream(requests);
     tokio::pin!(call);
     let meta = pb::WriteFileStreamRequest {
-        msg: Some(write_file_stream_request::Msg::Meta(Box::new(pb::WriteFileMeta {
-            sandbox_id: id.to_string(),
-            path: path.to_owned(),
-            ..Default::default()
-        }))),
+        msg: Some(write_file_stream_request::Msg::Meta(Box::new(
+            pb::WriteFileMeta {
+                sandbox_id: id.to_string(),
+                path: path.to_owned(),
+                ..Default::default()
+            },
+        ))),
         ..Default::default()
     };
     let pump = async move {
@@ -1573,7 +1625,9 @@ pub async fn snapshot(
     if name.starts_with(HOST_NAME_PREFIX) || BUILTIN_TEMPLATES.contains(&name.as_str()) {
         return Err(ApiError::field(
             "name",
-            format!("'{name}' is reserved (names may not start with '{HOST_NAME_PREFIX}', nor be a public template)"),
+            format!(
+                "'{name}' is reserved (names may not start with '{HOST_NAME_PREFIX}', nor be a public template)"
+            ),
         ));
     }
     let pool = state.store().pool();
@@ -1581,8 +1635,13 @@ pub async fn snapshot(
     if !matches!(r.status, SandboxStatus::Running | SandboxStatus::Paused) {
         return Err(wrong_state(&r, "snapshot", "running or paused"));
     }
-    if store::template::team_by_name(pool, team, &name).await?.is_some() {
-        return Err(ApiError::Conflict(format!("template '{name}' already exists")));
+    if store::template::team_by_name(pool, team, &name)
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::Conflict(format!(
+            "template '{name}' already exists"
+        )));
     }
     let client = host_client(state, &r).await?;
     let now = now_ms();
@@ -1652,8 +1711,14 @@ pub async fn snapshot(
                     tracing::error!(error = %e, "removing the row of a failed snapshot");
                 }
                 if was_running {
-                    revert(&state2, sandbox_id, SandboxStatus::Paused, SandboxStatus::Running, &r)
-                        .await;
+                    revert(
+                        &state2,
+                        sandbox_id,
+                        SandboxStatus::Paused,
+                        SandboxStatus::Running,
+                        &r,
+                    )
+                    .await;
                 }
                 Err(host_error(client.host_id(), "create snapshot", e))
             }
@@ -1783,7 +1848,10 @@ mod tests {
             true,
         )
         .unwrap();
-        assert_eq!((c.cmd.as_str(), c.args.clone()), ("ls", vec!["-l".to_string()]));
+        assert_eq!(
+            (c.cmd.as_str(), c.args.clone()),
+            ("ls", vec!["-l".to_string()])
+        );
         assert_eq!(c.timeout_s, 0);
         let bad = [
             ExecRequest::default(),

@@ -242,11 +242,7 @@ pub async fn list_for_host<'e, E: Executor<'e, Database = Any>>(
     for s in statuses {
         q = q.bind(s.as_str());
     }
-    q.fetch_all(db)
-        .await?
-        .into_iter()
-        .map(from_row)
-        .collect()
+    q.fetch_all(db).await?.into_iter().map(from_row).collect()
 }
 
 /// Sandboxes per host that occupy a slot (pending or running), for the scheduler.
@@ -263,7 +259,10 @@ pub async fn active_counts<'e, E: Executor<'e, Database = Any>>(
         .map(|row| {
             let host: String = row.try_get("host_id")?;
             let n: i64 = row.try_get("n")?;
-            Ok((parse_id(TABLE, &host)?, u32::try_from(n).unwrap_or(u32::MAX)))
+            Ok((
+                parse_id(TABLE, &host)?,
+                u32::try_from(n).unwrap_or(u32::MAX),
+            ))
         })
         .collect()
 }
@@ -383,12 +382,10 @@ pub async fn host_address<'e, E: Executor<'e, Database = Any>>(
         .await?;
     row.map(|row| {
         let status: String = row.try_get("status")?;
-        let status = status
-            .parse()
-            .map_err(|e| StoreError::Corrupt {
-                table: "hosts",
-                detail: format!("{e}"),
-            })?;
+        let status = status.parse().map_err(|e| StoreError::Corrupt {
+            table: "hosts",
+            detail: format!("{e}"),
+        })?;
         Ok((status, row.try_get("address")?))
     })
     .transpose()

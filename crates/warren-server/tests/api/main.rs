@@ -10,4 +10,5 @@ mod auth;
 mod errors;
 mod hosts;
 mod openapi;
+mod sandboxes;
 mod teams;

@@ -36,6 +36,58 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/v1/hosts/register", "/v1/hosts/register"),
     ("post", "/v1/hosts/auth/refresh", "/v1/hosts/auth/refresh"),
     ("post", "/v1/hosts/heartbeat", "/v1/hosts/heartbeat"),
+    ("post", "/v1/sandboxes", "/v1/sandboxes"),
+    ("get", "/v1/sandboxes", "/v1/sandboxes"),
+    ("get", "/v1/sandboxes/{sandbox_id}", "/v1/sandboxes/x"),
+    ("delete", "/v1/sandboxes/{sandbox_id}", "/v1/sandboxes/x"),
+    (
+        "post",
+        "/v1/sandboxes/{sandbox_id}/pause",
+        "/v1/sandboxes/x/pause",
+    ),
+    (
+        "post",
+        "/v1/sandboxes/{sandbox_id}/resume",
+        "/v1/sandboxes/x/resume",
+    ),
+    (
+        "post",
+        "/v1/sandboxes/{sandbox_id}/timeout",
+        "/v1/sandboxes/x/timeout",
+    ),
+    (
+        "post",
+        "/v1/sandboxes/{sandbox_id}/exec",
+        "/v1/sandboxes/x/exec",
+    ),
+    (
+        "get",
+        "/v1/sandboxes/{sandbox_id}/exec/stream",
+        "/v1/sandboxes/x/exec/stream",
+    ),
+    (
+        "get",
+        "/v1/sandboxes/{sandbox_id}/files",
+        "/v1/sandboxes/x/files",
+    ),
+    (
+        "put",
+        "/v1/sandboxes/{sandbox_id}/files",
+        "/v1/sandboxes/x/files",
+    ),
+    (
+        "post",
+        "/v1/sandboxes/{sandbox_id}/files",
+        "/v1/sandboxes/x/files",
+    ),
+    (
+        "get",
+        "/v1/sandboxes/{sandbox_id}/metrics",
+        "/v1/sandboxes/x/metrics",
+    ),
+    ("post", "/v1/snapshots", "/v1/snapshots"),
+    ("get", "/v1/snapshots", "/v1/snapshots"),
+    ("delete", "/v1/snapshots/{name}", "/v1/snapshots/x"),
 ];
 
 both_stores!(document_lists_every_route);
