@@ -131,3 +131,10 @@ def test_watch_dir(sandbox):
         assert any(e.name == "watched.txt" for e in events), events
     finally:
         handle.stop()
+
+
+def test_default_user_is_root_and_user_is_selectable(sandbox):
+    # docs/e2b.md "What differs": envd's user by default, E2B's `user` on request.
+    assert sandbox.commands.run("id -un").stdout == "root\n"
+    r = sandbox.commands.run("id -un; pwd", user="user")
+    assert r.stdout == "user\n/home/user\n"
