@@ -382,3 +382,43 @@ async fn hosts_through_failures(db: Db) {
         .await;
     assert_eq!(hosts.as_array().unwrap().len(), 2);
 }
+
+/// Host JWTs that expire every second: the agent's heartbeat meets a 401, refreshes
+/// (rotating its refresh token, saved to `credentials.json`), retries, and the host stays
+/// online without pausing anything.
+#[tokio::test]
+async fn expiring_host_tokens_are_refreshed() {
+    let Some(fleet) = Fleet::start(FleetOpts {
+        agents: 1,
+        heartbeat: Duration::from_millis(300),
+        server_env: vec![("WARREN_HOST_TOKEN_TTL_MS".into(), "1000".into())],
+        ..FleetOpts::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let creds = |f: &Fleet| -> Value {
+        serde_json::from_slice(&std::fs::read(f.agents[0].data.join("credentials.json")).unwrap())
+            .unwrap()
+    };
+    let first = creds(&fleet);
+    wait_until("two refreshes", Duration::from_secs(20), || async {
+        let now = creds(&fleet);
+        (now["refresh_token"] != first["refresh_token"]).then_some(now)
+    })
+    .await;
+    let before = fleet.host(0).await["last_heartbeat_at"].clone();
+    wait_until(
+        "a heartbeat with refreshed credentials",
+        Duration::from_secs(10),
+        || async {
+            let h = fleet.host(0).await;
+            (h["last_heartbeat_at"] != before && h["status"] == "online").then_some(())
+        },
+    )
+    .await;
+    let log = std::fs::read_to_string(fleet.agents[0].data.join("agent.log")).unwrap();
+    assert!(log.contains("host credentials refreshed"), "{log}");
+    assert!(!log.contains("every sandbox paused"), "{log}");
+}

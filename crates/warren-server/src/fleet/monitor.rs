@@ -70,15 +70,35 @@ async fn run(state: AppState) {
     }
 }
 
-/// The cluster-wide lease of the monitor.
+/// The cluster-wide lease of the monitor: at most one replica holds it at a time.
 #[derive(Default)]
-struct Lease {
-    /// PostgreSQL: the connection holding the session advisory lock.
+pub struct Lease {
+    /// PostgreSQL: the connection holding the session advisory lock (released when the
+    /// connection closes, e.g. when the replica dies).
     conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
 }
 
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("held", &self.conn.is_some())
+            .finish()
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // Never hand a locked session back to the pool: closing it releases the lock.
+        if let Some(conn) = self.conn.take() {
+            drop(conn.detach());
+        }
+    }
+}
+
 impl Lease {
-    async fn hold(&mut self, state: &AppState) -> Result<bool, StoreError> {
+    /// Takes the lease if free, or confirms this replica still holds it; false when another
+    /// replica holds it. Always true on SQLite (one process owns the file).
+    pub async fn hold(&mut self, state: &AppState) -> Result<bool, StoreError> {
         if state.store().dialect() == Dialect::Sqlite {
             return Ok(true);
         }
@@ -87,7 +107,9 @@ impl Lease {
             if sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok() {
                 return Ok(true);
             }
-            self.conn = None;
+            if let Some(dead) = self.conn.take() {
+                drop(dead.detach());
+            }
         }
         let mut conn = state.store().pool().acquire().await?;
         let row = sqlx::query("SELECT pg_try_advisory_lock($1) AS held")
@@ -114,15 +136,13 @@ pub async fn pass(state: &AppState) -> Result<(), StoreError> {
     let mut hosts = store::host::with_status(pool, HostStatus::Online).await?;
     hosts.extend(store::host::with_status(pool, HostStatus::Unreachable).await?);
     hosts.extend(store::host::with_status(pool, HostStatus::Draining).await?);
-    for host in hosts {
-        let listed = match list_on_host(state, host.id).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::debug!(host_id = %host.id, error = %e, "host monitor: list failed");
-                continue;
-            }
-        };
-        reconcile(state, host.id, &listed).await?;
+    // Every host is asked at once: a dead one (connect timeout) must not delay the others.
+    let lists = futures::future::join_all(hosts.iter().map(|h| list_on_host(state, h.id))).await;
+    for (host, listed) in hosts.iter().zip(lists) {
+        match listed {
+            Ok(listed) => reconcile(state, host.id, &listed).await?,
+            Err(e) => tracing::debug!(host_id = %host.id, error = %e, "host monitor: list failed"),
+        }
     }
     Ok(())
 }

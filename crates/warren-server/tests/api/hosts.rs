@@ -451,3 +451,49 @@ async fn silent_host_becomes_unreachable(app: TestApp) {
     assert_eq!(sandbox_status(&app, &sb).await, "missing");
     assert_eq!(sandbox_status(&app, &paused).await, "missing");
 }
+
+/// Two replicas on one PostgreSQL database: only one holds the monitor lease; when its
+/// connection goes, the other takes over. (SQLite: always held, one process owns the file.)
+#[tokio::test]
+async fn monitor_lease_is_exclusive_on_postgres() {
+    crate::helpers::run(
+        crate::helpers::Backend::Postgres,
+        |app: TestApp| async move {
+            use warren_server::fleet::monitor::Lease;
+            let second = warren_server::AppState::new(app.state.config().clone())
+                .await
+                .expect("second replica on the same database");
+            let (mut a, mut b) = (Lease::default(), Lease::default());
+            assert!(a.hold(&app.state).await.unwrap());
+            assert!(!b.hold(&second).await.unwrap(), "second replica must wait");
+            assert!(a.hold(&app.state).await.unwrap(), "holder keeps it");
+            drop(a);
+            second.store().close().await;
+            let third = warren_server::AppState::new(app.state.config().clone())
+                .await
+                .unwrap();
+            // The server ends the closed session (and its lock) as soon as it sees the EOF.
+            let mut c = Lease::default();
+            let mut held = false;
+            for _ in 0..50 {
+                if c.hold(&third).await.unwrap() {
+                    held = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(held, "released with its connection");
+            third.store().close().await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn monitor_lease_is_trivial_on_sqlite() {
+    crate::helpers::run(crate::helpers::Backend::Sqlite, |app: TestApp| async move {
+        let mut a = warren_server::fleet::monitor::Lease::default();
+        assert!(a.hold(&app.state).await.unwrap());
+    })
+    .await;
+}
