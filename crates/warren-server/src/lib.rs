@@ -116,7 +116,10 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         // Sandbox traffic (E2b-Sandbox-* headers, PORT-ID.domain hosts) before any routing.
-        .layer(axum::middleware::from_fn_with_state(proxy_state, proxy::layer))
+        .layer(axum::middleware::from_fn_with_state(
+            proxy_state,
+            proxy::layer,
+        ))
         .layer(TraceLayer::new_for_http())
 }
 
