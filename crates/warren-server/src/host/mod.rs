@@ -445,7 +445,7 @@ pub async fn delete(
     let now = now_ms();
     sqlx::query(
         "UPDATE hosts SET status = 'draining', updated_at = $2 \
-         WHERE id = $1 AND status IN ('pending', 'online', 'unreachable')",
+         WHERE id = $1 AND status IN ('online', 'unreachable')",
     )
     .bind(host.id.to_string())
     .bind(now)
