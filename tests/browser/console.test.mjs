@@ -379,6 +379,21 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
       assert.ok(overflow <= 0, `page scrolls sideways by ${overflow}px: ${culprits.join(", ")}`);
     });
 
+    await step("force-deleting the host destroys its sandbox", async () => {
+      await page.setViewportSize({ width: 1360, height: 860 });
+      const busy = (await (await fetch(`${fleet.base}/v1/sandboxes`, { headers: { Authorization: `Bearer ${fleet.adminToken}` } })).json()).items[0].id;
+      await page.getByRole("link", { name: "Hosts" }).click();
+      await page.getByRole("button", { name: /^Delete host/ }).first().click();
+      const dialog = page.getByRole("dialog");
+      await dialog.getByRole("button", { name: "Delete host" }).click();
+      await timed("force delete", async () => {
+        await dialog.getByRole("button", { name: /Destroy 1 sandbox and delete/ }).click();
+        await page.getByText("No hosts").waitFor({ timeout: 60_000 });
+      });
+      const sb = await (await fetch(`${fleet.base}/v1/sandboxes/${busy}`, { headers: { Authorization: `Bearer ${fleet.adminToken}` } })).json();
+      assert.equal(sb.status, "stopped");
+    });
+
     assert.deepEqual(pageErrors, [], "uncaught errors in the page");
   } catch (e) {
     console.error(fleet.logs());

@@ -1,12 +1,47 @@
 // Lifecycle actions of one sandbox (pause, resume, set timeout, snapshot, destroy), shared by
 // the sandbox list and the sandbox page. Each shows its own busy state and, on failure, the
 // server's words; nothing changes on screen until the server says it did.
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { Api, Sandbox, describe } from "../api";
 import { navigate } from "../router";
 import { Button, Dialog, ErrorBox, duration, shortId, toast } from "./ui";
 
 const TIMEOUTS = [300, 900, 3600, 6 * 3600, 24 * 3600];
+
+// Lifecycle calls in flight, per sandbox. The server may already report the target status
+// while the call is still working (it records a status before acting on the host), so until
+// the call returns the console shows "pausing", "resuming", … and offers no exec or terminal.
+const pendingOps = new Map<string, string>();
+const opListeners = new Set<() => void>();
+
+function setPending(id: string, op: string | null) {
+  if (op) pendingOps.set(id, op);
+  else pendingOps.delete(id);
+  opListeners.forEach((l) => l());
+}
+
+/** Runs `fn` with `op` shown as the sandbox's status meanwhile. */
+export async function withPending<T>(id: string, op: string, fn: () => Promise<T>): Promise<T> {
+  setPending(id, op);
+  try {
+    return await fn();
+  } finally {
+    setPending(id, null);
+  }
+}
+
+/** The status to show: a call in flight from this console wins over the last poll. */
+export function useShownStatus(id: string | undefined, status: string | undefined): string | undefined {
+  const [, rerender] = useState(0);
+  useEffect(() => {
+    const l = () => rerender((n) => n + 1);
+    opListeners.add(l);
+    return () => {
+      opListeners.delete(l);
+    };
+  }, []);
+  return (id && pendingOps.get(id)) || status;
+}
 
 export function canPause(s: Sandbox) {
   return s.status === "running";
@@ -22,11 +57,13 @@ export function SandboxActions({ sandbox, onChange, compact }: { sandbox: Sandbo
   const [busy, setBusy] = useState<string | null>(null);
   const [dialog, setDialog] = useState<"destroy" | "timeout" | "snapshot" | null>(null);
   const name = shortId(sandbox.id);
+  const shown = useShownStatus(sandbox.id, sandbox.status);
+  const inFlight = shown !== sandbox.status;
 
   const run = async (what: string, fn: () => Promise<Sandbox | void>, ok: string) => {
     setBusy(what);
     try {
-      const s = await fn();
+      const s = await withPending(sandbox.id, what === "pause" ? "pausing" : "resuming", fn);
       toast(ok);
       onChange(s || undefined);
     } catch (e) {
@@ -41,27 +78,27 @@ export function SandboxActions({ sandbox, onChange, compact }: { sandbox: Sandbo
   return (
     <div class="btn-row">
       {canPause(sandbox) && (
-        <Button size={size} busy={busy === "pause"} disabled={busy !== null} onClick={() => run("pause", () => Api.pause(sandbox.id), `Sandbox ${name} paused.`)}>
+        <Button size={size} busy={busy === "pause"} disabled={busy !== null || inFlight} onClick={() => run("pause", () => Api.pause(sandbox.id), `Sandbox ${name} paused.`)}>
           {busy === "pause" ? "Pausing…" : "Pause"}
         </Button>
       )}
       {canResume(sandbox) && (
-        <Button size={size} variant={compact ? "secondary" : "primary"} busy={busy === "resume"} disabled={busy !== null} onClick={() => run("resume", () => Api.resume(sandbox.id), `Sandbox ${name} resumed.`)}>
+        <Button size={size} variant={compact ? "secondary" : "primary"} busy={busy === "resume"} disabled={busy !== null || inFlight} onClick={() => run("resume", () => Api.resume(sandbox.id), `Sandbox ${name} resumed.`)}>
           {busy === "resume" ? "Resuming…" : "Resume"}
         </Button>
       )}
       {!compact && isLive(sandbox) && (
         <>
-          <Button size={size} disabled={busy !== null} onClick={() => setDialog("timeout")}>
+          <Button size={size} disabled={busy !== null || inFlight} onClick={() => setDialog("timeout")}>
             Set timeout
           </Button>
-          <Button size={size} disabled={busy !== null || !(sandbox.status === "running" || sandbox.status === "paused")} onClick={() => setDialog("snapshot")}>
+          <Button size={size} disabled={busy !== null || inFlight || !(sandbox.status === "running" || sandbox.status === "paused")} onClick={() => setDialog("snapshot")}>
             Snapshot
           </Button>
         </>
       )}
       {isLive(sandbox) && (
-        <Button size={size} variant="danger" disabled={busy !== null} onClick={() => setDialog("destroy")} aria-label={`Destroy sandbox ${sandbox.id}`}>
+        <Button size={size} variant="danger" disabled={busy !== null || inFlight} onClick={() => setDialog("destroy")} aria-label={`Destroy sandbox ${sandbox.id}`}>
           Destroy
         </Button>
       )}
@@ -79,7 +116,7 @@ function DestroyDialog({ open, sandbox, onClose, onDone }: { open: boolean; sand
     setBusy(true);
     setError(null);
     try {
-      await Api.destroySandbox(sandbox.id);
+      await withPending(sandbox.id, "destroying", () => Api.destroySandbox(sandbox.id));
       toast(`Sandbox ${shortId(sandbox.id)} destroyed.`);
       onDone();
     } catch (e) {
@@ -165,7 +202,7 @@ export function SnapshotDialog({ open, sandbox, onClose }: { open: boolean; sand
     setBusy(true);
     setError(null);
     try {
-      await Api.createSnapshot(sandbox.id, name.trim());
+      await withPending(sandbox.id, "snapshotting", () => Api.createSnapshot(sandbox.id, name.trim()));
       toast(`Snapshot “${name.trim()}” created. New sandboxes can start from it.`);
       setName("");
       onClose();

@@ -52,6 +52,8 @@ const STATUS_TONE: Record<string, string> = {
   unreachable: "red",
   error: "red",
   failed: "red",
+  destroying: "blue",
+  snapshotting: "blue",
   stopped: "gray",
   deleted: "gray",
   destroyed: "gray",

@@ -1,7 +1,7 @@
 // One sandbox: overview and actions, and tabs for exec, files and terminal.
 import { useEffect } from "preact/hooks";
 import { Api, ApiError, Sandbox } from "../api";
-import { isLive, SandboxActions } from "../components/SandboxActions";
+import { isLive, SandboxActions, useShownStatus } from "../components/SandboxActions";
 import { ExecConsole } from "../components/ExecConsole";
 import { FileBrowser } from "../components/FileBrowser";
 import { TerminalView } from "../components/TerminalView";
@@ -21,6 +21,7 @@ export function SandboxPage({ id, tab }: { id: string; tab: string }) {
   }, [id]);
   const sb = usePoll((s) => Api.getSandbox(id, s), 3000, [id]);
   const s = sb.data;
+  const status = useShownStatus(s?.id, s?.status);
   const gone = sb.error instanceof ApiError && sb.error.status === 404;
 
   return (
@@ -33,7 +34,7 @@ export function SandboxPage({ id, tab }: { id: string; tab: string }) {
       <div class="page-header">
         <div>
           <h1 class="mono-title">
-            Sandbox <span class="mono">{id.slice(0, 8)}</span> {s && <StatusBadge status={s.status} />}
+            Sandbox <span class="mono">{id.slice(0, 8)}</span> {s && status && <StatusBadge status={status} />}
           </h1>
           {s && (
             <p class="muted">
@@ -82,10 +83,10 @@ export function SandboxPage({ id, tab }: { id: string; tab: string }) {
               <section class="tab-panel" aria-label={TABS.find((t) => t.id === tab)?.label ?? "Overview"}>
                 {tab === "overview" && <Overview s={s} />}
                 {tab !== "overview" && !isLive(s) && <NotLive s={s} />}
-                {tab !== "overview" && isLive(s) && s.status !== "running" && <NeedsRunning s={s} />}
-                {tab === "exec" && s.status === "running" && <ExecConsole sandbox={s} />}
-                {tab === "files" && s.status === "running" && <FileBrowser sandbox={s} />}
-                {tab === "terminal" && s.status === "running" && <TerminalView sandbox={s} />}
+                {tab !== "overview" && isLive(s) && status !== "running" && <NeedsRunning status={status ?? s.status} />}
+                {tab === "exec" && status === "running" && <ExecConsole sandbox={s} />}
+                {tab === "files" && status === "running" && <FileBrowser sandbox={s} />}
+                {tab === "terminal" && status === "running" && <TerminalView sandbox={s} />}
                 {!TABS.some((t) => t.id === tab) && <p>Unknown section “{tab}”.</p>}
               </section>
             </>
@@ -107,12 +108,12 @@ function NotLive({ s }: { s: Sandbox }) {
   );
 }
 
-function NeedsRunning({ s }: { s: Sandbox }) {
+function NeedsRunning({ status }: { status: string }) {
   return (
     <div class="card pad">
       <p>
-        This sandbox is <strong>{s.status}</strong>.{" "}
-        {s.status === "paused" ? "Resume it to run commands, browse files or open a terminal." : "Commands, files and the terminal are available once it is running."}
+        This sandbox is <strong>{status}</strong>.{" "}
+        {status === "paused" ? "Resume it to run commands, browse files or open a terminal." : "Commands, files and the terminal are available once it is running."}
       </p>
     </div>
   );

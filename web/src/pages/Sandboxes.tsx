@@ -2,7 +2,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { Api, Sandbox, Snapshot } from "../api";
 import { navigate } from "../router";
-import { isLive, SandboxActions } from "../components/SandboxActions";
+import { isLive, SandboxActions, useShownStatus } from "../components/SandboxActions";
 import { BoxIcon } from "../components/Icons";
 import { Button, Dialog, Empty, ErrorBox, Link, PageHeader, Spinner, StatusBadge, Time, duration, mib, shortId, toast, useFocusHeading, usePoll } from "../components/ui";
 
@@ -77,7 +77,7 @@ export function SandboxesPage() {
                       </Link>
                     </td>
                     <td>
-                      <StatusBadge status={s.status} />
+                      <ShownStatus s={s} />
                     </td>
                     <td>{s.template}</td>
                     <td class="nowrap">
@@ -100,6 +100,10 @@ export function SandboxesPage() {
       <CreateSandboxDialog open={creating} onClose={() => setCreating(false)} />
     </>
   );
+}
+
+function ShownStatus({ s }: { s: Sandbox }) {
+  return <StatusBadge status={useShownStatus(s.id, s.status) ?? s.status} />;
 }
 
 function Stats({ sandboxes }: { sandboxes: Sandbox[] }) {
