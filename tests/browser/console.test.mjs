@@ -90,6 +90,27 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
     const password = "correct horse battery";
     let sandboxId;
 
+    await step("the seed's /test page and a stale session both lead to the login page", async () => {
+      await page.goto(`${fleet.base}/test`);
+      await page.waitForURL(/\/console\/login\?next=%2Fconsole%2Fsandboxes/);
+      // A token the server no longer accepts: the first call signs the user out, and says so.
+      await page.evaluate(() =>
+        localStorage.setItem(
+          "warren.session",
+          JSON.stringify({
+            token: "not-a-jwt",
+            expires_at: new Date(Date.now() + 3600_000).toISOString(),
+            user: { id: "x", email: "ghost@example.com", name: null, created_at: new Date().toISOString() },
+            team: { id: "y", name: "Ghosts", role: "owner", created_at: new Date().toISOString() },
+          }),
+        ),
+      );
+      await page.goto(`${fleet.base}/console/keys`);
+      await page.getByText(/You were signed out: .*\./).waitFor();
+      await page.waitForURL(/\/console\/login/);
+      assert.equal(await page.evaluate(() => localStorage.getItem("warren.session")), null);
+    });
+
     await step("a new user lands on the login page and signs up", async () => {
       await page.goto(`${fleet.base}/`);
       await page.waitForURL(/\/console\/login/);
@@ -120,6 +141,12 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
       await page.getByRole("heading", { name: "API keys", exact: true }).waitFor();
       await page.getByRole("button", { name: "Create key" }).first().click();
       const dialog = page.getByRole("dialog");
+      // Keyboard: the dialog takes focus and Escape closes it.
+      await dialog.getByLabel("Name").waitFor();
+      assert.equal(await page.evaluate(() => document.activeElement?.closest("dialog") !== null), true);
+      await page.keyboard.press("Escape");
+      await dialog.waitFor({ state: "detached" }).catch(() => dialog.waitFor({ state: "hidden" }));
+      await page.getByRole("button", { name: "Create key" }).first().click();
       await dialog.getByLabel("Name").fill("laptop");
       await dialog.getByRole("button", { name: "Create key" }).click();
       const key = (await page.getByTestId("new-api-key").textContent()).trim();
