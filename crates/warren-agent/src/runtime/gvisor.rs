@@ -164,7 +164,10 @@ impl GvisorRuntime {
             .stdin(std::process::Stdio::null())
             .stdout(file)
             .stderr(file2)
-            .kill_on_drop(false);
+            .kill_on_drop(false)
+            // Its own process group: the sandbox outlives the agent, so Ctrl-C on a terminal
+            // running `warren up` / `warren agent` must not reach runsc.
+            .process_group(0);
         if hide_net {
             // SAFETY: the hook only calls async-signal-safe syscalls (see its doc).
             unsafe {
