@@ -346,6 +346,7 @@ impl pb::HostAgent for HostAgentService {
                 allow_internet: r.allow_internet.unwrap_or(true),
                 envd_access_token: (!r.envd_access_token.is_empty())
                     .then_some(crate::sandbox::AccessToken(r.envd_access_token)),
+                auto_pause: r.auto_pause,
             })
             .await
             .map_err(c)?;

@@ -181,3 +181,17 @@ def test_another_teams_sandbox_is_not_found(fresh, other_team, fleet):
     )
     assert r.status_code == 204
     assert sb.is_running()
+
+
+def test_auto_pause_at_timeout_then_connect_resumes(fresh):
+    sb = fresh(timeout=3, lifecycle={"on_timeout": "pause"})
+    sb.files.write("/tmp/kept.txt", "kept")
+    poll(
+        "paused at its timeout",
+        lambda: Sandbox.get_info(sb.sandbox_id).state == SandboxState.PAUSED,
+        timeout=30,
+    )
+    assert not sb.is_running()
+    again = sb.connect(timeout=60)
+    assert Sandbox.get_info(sb.sandbox_id).state == SandboxState.RUNNING
+    assert again.files.read("/tmp/kept.txt") == "kept"

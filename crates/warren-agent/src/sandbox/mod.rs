@@ -104,6 +104,8 @@ pub struct CreateSandbox {
     pub allow_internet: bool,
     /// envd's access token: envd starts with `--access-token` (E2B secure sandboxes).
     pub envd_access_token: Option<AccessToken>,
+    /// At expiry, pause instead of the configured [`TtlAction`].
+    pub auto_pause: bool,
 }
 
 /// Status of a sandbox as reported.
@@ -512,6 +514,7 @@ impl SandboxManager {
             },
             sandbox_ip: None,
             envd_access_token: req.envd_access_token.filter(|t| !t.0.is_empty()),
+            auto_pause: req.auto_pause,
         };
         let dir = sandbox_dir(&self.inner.config.data_dir, &id).map_err(storage(&id))?;
         let slot = Arc::new(Slot {
@@ -1280,6 +1283,7 @@ impl SandboxManager {
                 expires_at_unix: 0,
                 sandbox_ip: None,
                 envd_access_token: None,
+                auto_pause: false,
             }),
         };
         let mut held = Held::default();

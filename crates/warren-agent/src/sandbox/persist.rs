@@ -74,6 +74,9 @@ pub struct PersistedSandbox {
     /// version bump: older files simply have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub envd_access_token: Option<AccessToken>,
+    /// At expiry, pause (keep memory and disk) whatever the agent's TTL action.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_pause: bool,
 }
 
 /// envd's access token: stored as the plain string, never shown by `Debug` (logs).
@@ -204,6 +207,7 @@ mod tests {
             expires_at_unix: 3,
             sandbox_ip: None,
             envd_access_token: Some(AccessToken("secret".into())),
+            auto_pause: true,
         }
     }
 

@@ -1,5 +1,5 @@
 //! The TTL reaper: every `reaper_interval`, sandboxes whose expiry passed are destroyed or
-//! paused ([`super::TtlAction`]). Each action runs on its own detached task so a slow pause
+//! paused ([`super::TtlAction`]; a sandbox created with `auto_pause` is always paused). Each action runs on its own detached task so a slow pause
 //! never delays the next tick, and the manager's own per-sandbox lock keeps it from racing
 //! with RPCs on the same sandbox.
 
@@ -23,7 +23,12 @@ pub(super) async fn run(mgr: SandboxManager) {
             }
             let (mgr, in_flight) = (mgr.clone(), in_flight.clone());
             tokio::spawn(async move {
-                let action = mgr.inner.config.ttl_action;
+                let auto_pause = mgr.get(&id).is_ok_and(|i| i.record.auto_pause);
+                let action = if auto_pause {
+                    TtlAction::Pause
+                } else {
+                    mgr.inner.config.ttl_action
+                };
                 tracing::info!(sandbox_id = %id, ?action, "sandbox expired");
                 let result = match action {
                     TtlAction::Destroy => mgr.destroy(&id).await,

@@ -147,6 +147,63 @@ fn is_gone(s: &Sandbox) -> bool {
     expired || matches!(s.status.as_str(), "stopped" | "error")
 }
 
+fn past_end(s: &Sandbox) -> bool {
+    s.expires_at.is_some_and(|e| e < Utc::now())
+}
+
+/// An auto-pause sandbox past its end is paused by its host's reaper; the host monitor
+/// records that only after its grace period. E2B callers expect `paused` at once, so ask the
+/// host (waiting out a pause in progress, a few seconds at most) and record what it did.
+async fn sync_auto_paused(state: &AppState, team: TeamId, id: SandboxId, s: Sandbox) -> Sandbox {
+    use warren_proto::hostagent::v1 as pb;
+    let pool = state.store().pool();
+    let Ok(Some(r)) = crate::store::sandbox::get_for_team(pool, team, id).await else {
+        return s;
+    };
+    let Some(host) = r.host_id else { return s };
+    let Ok(client) = state.pool().client(host).await else {
+        return s;
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let req = pb::GetSandboxRequest {
+            sandbox_id: id.to_string(),
+            ..Default::default()
+        };
+        let status = match client.rpc().get_sandbox(req).await {
+            Ok(resp) => resp
+                .into_owned()
+                .sandbox
+                .into_option()
+                .map(|i| i.status.as_known()),
+            Err(_) => return s,
+        };
+        match status {
+            Some(Some(pb::SandboxStatus::SANDBOX_STATUS_PAUSED)) => break,
+            Some(Some(pb::SandboxStatus::SANDBOX_STATUS_TRANSITION))
+            | Some(Some(pb::SandboxStatus::SANDBOX_STATUS_RUNNING))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            _ => return s,
+        }
+    }
+    let moved = crate::store::sandbox::set_status(
+        pool,
+        id,
+        SandboxStatus::Running,
+        SandboxStatus::Paused,
+        &crate::store::sandbox::StatusUpdate::default(),
+        crate::store::now_ms(),
+    )
+    .await;
+    if let Err(e) = moved {
+        tracing::warn!(sandbox_id = %id, error = %e, "recording an auto-pause");
+    }
+    service::get(state, team, id).await.unwrap_or(s)
+}
+
 /// Seconds past its end after which a sandbox the monitor has not yet seen go counts as gone.
 const EXPIRY_SLACK_S: i64 = 2;
 
@@ -231,6 +288,9 @@ fn detailed(state: &AppState, s: &Sandbox) -> SandboxDetail {
 async fn live(state: &AppState, team: TeamId, raw: &str) -> Res<Sandbox> {
     let id = sandbox_id(raw)?;
     match service::get(state, team, id).await {
+        Ok(s) if s.auto_pause && s.status == "running" && past_end(&s) => {
+            Ok(sync_auto_paused(state, team, id, s).await)
+        }
         Ok(s) if !is_gone(&s) => Ok(s),
         Ok(_) | Err(ApiError::NotFound(_)) => Err(E2bError::not_found(raw)),
         Err(e) => Err(e.into()),

@@ -104,7 +104,7 @@ pub struct CreateSandbox {
     /// Egress to the internet (default true).
     #[serde(default = "yes")]
     pub allow_internet: bool,
-    /// Pause instead of destroy at expiry (recorded; hosts apply their configured action).
+    /// Pause instead of destroy at expiry (the host's reaper pauses it; memory is kept).
     #[serde(default)]
     pub auto_pause: bool,
 }
@@ -908,6 +908,7 @@ async fn create_on_host(
         metadata: r.metadata.clone().into_iter().collect(),
         allow_internet: Some(r.allow_internet),
         envd_access_token: r.envd_access_token.clone().unwrap_or_default(),
+        auto_pause: r.auto_pause,
         ..Default::default()
     };
     match client
