@@ -404,6 +404,15 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
         return { overflow: document.documentElement.scrollWidth - w, culprits };
       });
       assert.ok(overflow <= 0, `page scrolls sideways by ${overflow}px: ${culprits.join(", ")}`);
+      await page.locator("tr[data-sandbox-id] a").first().click();
+      await page.waitForURL(SANDBOX_URL);
+      await page.getByRole("link", { name: "Exec" }).click();
+      await command().fill("uname -a");
+      await command().press("Enter");
+      await page.locator("[data-exit-code]").first().waitFor();
+      await shot("17-phone-sandbox");
+      const sideways = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(sideways <= 0, `sandbox page scrolls sideways by ${sideways}px`);
     });
 
     await step("force-deleting the host destroys its sandbox", async () => {

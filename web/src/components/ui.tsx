@@ -251,7 +251,6 @@ export function usePoll<T>(fn: (signal: AbortSignal) => Promise<T>, intervalMs: 
       window.clearInterval(t);
       ctl.current?.abort();
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, deps);
 
   return { data, error, loading, reload: load };
