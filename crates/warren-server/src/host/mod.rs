@@ -357,7 +357,19 @@ pub async fn revoke(
     Path(host_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let host = load_host(&state, &host_id).await?;
-    let n = store::host::revoke_all_refresh_tokens(state.store().pool(), host.id, now_ms()).await?;
+    let pool = state.store().pool();
+    let now = now_ms();
+    let n = store::host::revoke_all_refresh_tokens(pool, host.id, now).await?;
+    // It can no longer heartbeat: stop placing sandboxes there now rather than at the
+    // heartbeat timeout. Its sandboxes are `missing` until the monitor reads the host's list.
+    let mut unreachable = false;
+    for from in [HostStatus::Online, HostStatus::Draining] {
+        unreachable |=
+            store::host::set_status(pool, host.id, from, HostStatus::Unreachable, now).await?;
+    }
+    if unreachable {
+        store::host::mark_host_sandboxes_missing(pool, host.id, now).await?;
+    }
     tracing::info!(host_id = %host.id, revoked = n, "host credentials revoked");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -356,6 +356,25 @@ async fn revoked_credentials_are_refused(app: TestApp) {
     assert_error(&got, StatusCode::UNAUTHORIZED, "unauthenticated");
     let got = refresh(&app, &str_at(&c, "/refresh_token")).await;
     assert_error(&got, StatusCode::UNAUTHORIZED, "unauthenticated");
+    // No new sandboxes go there: it is unreachable until it registers again.
+    let (_, h) = app
+        .get(&format!("/v1/hosts/{host}"), Auth::Bearer(&admin))
+        .await;
+    assert_eq!(h["status"], "unreachable");
+    let (_, t) = app
+        .post(
+            &format!("/v1/hosts/{host}/token"),
+            &json!({}),
+            Auth::Bearer(&admin),
+        )
+        .await;
+    let again = register(&app, &str_at(&t, "/registration_token")).await;
+    let (s, _) = heartbeat(&app, &str_at(&again, "/host_token"), json!([])).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, h) = app
+        .get(&format!("/v1/hosts/{host}"), Auth::Bearer(&admin))
+        .await;
+    assert_eq!(h["status"], "online");
 }
 
 async fn delete_refuses_then_forces(app: TestApp) {
