@@ -3,7 +3,7 @@
 //! `warren agent` processes (see `fleet_common`), driven over HTTP as a user would.
 //!
 //! Scheduling spreads sandboxes over the three hosts; exec (shell line, argv, env, cwd, user,
-//! non-UTF-8 output), exec streams over SSE and WebSocket, a 20 MiB file round trip (raw PUT
+//! non-UTF-8 output), exec streams over SSE and WebSocket (stdin from binary frames), a 20 MiB file round trip (raw PUT
 //! and GET, both streamed), multipart upload, metrics, pause/resume (files kept), keepalive,
 //! snapshot → create from it on the host holding it → delete broadcast to every host, list
 //! filters and paging, another team's access to every route (404), destroy.
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use fleet_common::{Db, Fleet, FleetOpts, wait_until};
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -245,6 +245,35 @@ async fn sandboxes_across_the_fleet(db: Db) {
     }
     let _ = ws.close(None).await;
     assert_eq!(collect(&events), ("1\n2\n3\n".into(), String::new(), 0));
+    // Binary frames are stdin; an empty one closes it.
+    let cat_url = format!(
+        "{}/v1/sandboxes/{sb}/exec/stream?cmd=tr%20a-z%20A-Z&access_token={}",
+        fleet.base.replacen("http://", "ws://", 1),
+        a.key
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(&cat_url)
+        .await
+        .expect("websocket");
+    use tokio_tungstenite::tungstenite::Message as Ws;
+    ws.send(Ws::Binary(b"hello ".to_vec().into()))
+        .await
+        .unwrap();
+    ws.send(Ws::Binary(b"stdin\n".to_vec().into()))
+        .await
+        .unwrap();
+    ws.send(Ws::Binary(Vec::new().into())).await.unwrap();
+    let mut events = Vec::new();
+    while let Some(msg) = tokio::time::timeout(Duration::from_secs(30), ws.next())
+        .await
+        .expect("websocket event in time")
+    {
+        match msg.expect("websocket message") {
+            Ws::Text(t) => events.push(serde_json::from_str::<Value>(&t).unwrap()),
+            Ws::Close(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(collect(&events), ("HELLO STDIN\n".into(), String::new(), 0));
     // Another team's token opens nothing.
     let ws_url = ws_url.replace(&a.jwt, &b.jwt);
     let err = tokio_tungstenite::connect_async(&ws_url).await.unwrap_err();

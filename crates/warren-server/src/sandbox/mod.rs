@@ -452,12 +452,15 @@ async fn exec_stream_inner(state: AppState, req: Request) -> Result<Response, Ap
     } else {
         None
     };
-    let events = service::exec_stream(&state, auth.team_id(), id, exec).await?;
     Ok(match ws {
-        Some(ws) => ws
-            .on_upgrade(move |socket| exec_over_websocket(socket, events))
-            .into_response(),
+        Some(ws) => {
+            let (envd, pid, events, timeout_s) =
+                service::exec_interactive(&state, auth.team_id(), id, exec).await?;
+            ws.on_upgrade(move |socket| exec_over_websocket(socket, envd, pid, events, timeout_s))
+                .into_response()
+        }
         None => {
+            let events = service::exec_stream(&state, auth.team_id(), id, exec).await?;
             let sse = events.map(|ev| {
                 Ok::<Event, Infallible>(Event::default().data(event_json(&ev).to_string()))
             });
@@ -468,26 +471,99 @@ async fn exec_stream_inner(state: AppState, req: Request) -> Result<Response, Ap
     })
 }
 
-async fn exec_over_websocket(mut socket: WebSocket, mut events: service::ExecEvents) {
-    loop {
+/// Client text frame of the exec WebSocket.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ExecClientText {
+    /// Close the command's stdin.
+    Eof,
+}
+
+/// One exec over a WebSocket: events out as JSON text frames; client binary frames are
+/// stdin (an empty one, or the text frame `{"type":"eof"}`, closes it). The command is killed
+/// when the client goes before it ends, or when its `timeout_s` passes (its exit event still
+/// follows).
+async fn exec_over_websocket(
+    socket: WebSocket,
+    envd: service::EnvdClient,
+    pid: u32,
+    mut events: service::ProcessEvents,
+    timeout_s: u32,
+) {
+    use futures::SinkExt;
+    use warren_proto::envd::client::{Selector, Signal};
+    let (mut tx, mut rx) = socket.split();
+    let start = event_json(&ExecEvent::Start(pid)).to_string();
+    if tx.send(Message::Text(start.into())).await.is_err() {
+        let _ = envd.signal(Selector::Pid(pid), Signal::Kill).await;
+        return;
+    }
+    // Client → stdin, in order, on its own task (it owns the reading half).
+    let input_envd = envd.clone();
+    let mut input = tokio::spawn(async move {
+        while let Some(Ok(msg)) = rx.next().await {
+            let result = match msg {
+                Message::Binary(b) if b.is_empty() => {
+                    input_envd.close_stdin(Selector::Pid(pid)).await
+                }
+                Message::Binary(b) => input_envd.send_stdin(Selector::Pid(pid), b.to_vec()).await,
+                Message::Text(t) => match serde_json::from_str::<ExecClientText>(&t) {
+                    Ok(ExecClientText::Eof) => input_envd.close_stdin(Selector::Pid(pid)).await,
+                    Err(_) => Ok(()),
+                },
+                Message::Close(_) => break,
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                // The process may have ended with input in flight; its end event follows.
+                tracing::debug!(pid, error = %e, "exec stdin failed");
+            }
+        }
+    });
+    let deadline = async {
+        if timeout_s == 0 {
+            std::future::pending::<()>().await
+        } else {
+            tokio::time::sleep(std::time::Duration::from_secs(u64::from(timeout_s))).await
+        }
+    };
+    tokio::pin!(deadline);
+    let mut timed_out = false;
+    let finished = loop {
         tokio::select! {
             ev = events.next() => {
-                let Some(ev) = ev else { break };
-                let text = event_json(&ev).to_string();
-                if socket.send(Message::Text(text.into())).await.is_err() {
-                    // The client left; dropping the events cancels the host stream.
-                    return;
+                let ev = match ev {
+                    Some(Ok(ev)) => service::from_envd(ev),
+                    Some(Err(e)) => ExecEvent::Failed(e.to_string()),
+                    None => ExecEvent::Failed("the command's stream ended".into()),
+                };
+                let last = matches!(ev, ExecEvent::Exit { .. } | ExecEvent::Failed(_));
+                if tx.send(Message::Text(event_json(&ev).to_string().into())).await.is_err() {
+                    break false;
+                }
+                if last {
+                    break true;
                 }
             }
-            msg = socket.recv() => match msg {
-                // The agent's exec stream has no stdin: input frames are read and dropped
-                // so pings are answered and a close is noticed.
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
-            },
+            _ = &mut input => {
+                // The client closed its side: the command goes too.
+                break false;
+            }
+            _ = &mut deadline, if !timed_out => {
+                // Past its timeout: kill it and pass on its end event as usual.
+                timed_out = true;
+                if let Err(e) = envd.signal(Selector::Pid(pid), Signal::Kill).await {
+                    tracing::debug!(pid, error = %e, "killing an exec past its timeout");
+                }
+            }
         }
+    };
+    if finished {
+        let _ = tx.send(Message::Close(None)).await;
+    } else if let Err(e) = envd.signal(Selector::Pid(pid), Signal::Kill).await {
+        tracing::debug!(pid, error = %e, "killing an exec whose client left");
     }
-    let _ = socket.send(Message::Close(None)).await;
+    input.abort();
 }
 
 /// `?path=` of the file routes.

@@ -23,6 +23,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use warren_proto::connectrpc::client::CallOptions;
 use warren_proto::connectrpc::{ConnectError, ErrorCode};
+use warren_proto::envd::client::{
+    ClientError as EnvdClientError, Command as EnvdCommand, ProcessEvent as EnvdEvent,
+};
+pub use warren_proto::envd::client::{EnvdClient, ProcessEvents};
 use warren_proto::hostagent::v1 as pb;
 use warren_proto::hostagent::v1::__buffa::oneof::{
     exec_data, exec_stream_response, write_file_stream_request,
@@ -1476,6 +1480,69 @@ pub async fn exec_stream(
         Ok(Box::pin(head))
     } else {
         Ok(Box::pin(head.chain(rest)))
+    }
+}
+
+/// A command started with its stdin open (the WebSocket exec stream): envd reached through
+/// the host agent's proxy, so input can follow the start (the agent's `ExecStream` RPC has no
+/// stdin). Returns the client, the command's pid, its events after the start, and its
+/// timeout (0: none).
+pub async fn exec_interactive(
+    state: &AppState,
+    team: TeamId,
+    id: SandboxId,
+    req: ExecRequest,
+) -> Result<(EnvdClient, u32, ProcessEvents, u32), ApiError> {
+    let command = validate_exec(req, true)?;
+    running(state, team, id, "exec").await?;
+    let envd = crate::pty::envd_for(state, team, id).await?;
+    let started = envd
+        .start(EnvdCommand {
+            cmd: command.cmd,
+            args: command.args,
+            envs: command.env.into_iter().collect(),
+            cwd: (!command.cwd.is_empty()).then_some(command.cwd),
+            user: (!command.user.is_empty()).then_some(command.user),
+            stdin: true,
+            ..Default::default()
+        })
+        .await;
+    let mut events = started.map_err(|e| envd_error(id, e))?;
+    match events.next().await {
+        Some(Ok(EnvdEvent::Start { pid })) => Ok((envd, pid, events, command.timeout_s)),
+        Some(Err(e)) => Err(envd_error(id, e)),
+        other => Err(ApiError::Upstream(format!(
+            "sandbox {id}: the command did not start: {other:?}"
+        ))),
+    }
+}
+
+/// Maps an envd error (reached through the agent's proxy) to our error, by code.
+fn envd_error(id: SandboxId, e: EnvdClientError) -> ApiError {
+    match e {
+        EnvdClientError::Rpc { source, .. } => match source.code {
+            ErrorCode::NotFound
+            | ErrorCode::InvalidArgument
+            | ErrorCode::PermissionDenied
+            | ErrorCode::FailedPrecondition => ApiError::Unprocessable(format!(
+                "sandbox {id}: {}",
+                source.message.unwrap_or_default()
+            )),
+            _ => ApiError::Upstream(format!("sandbox {id}: envd failed: {source}")),
+        },
+        other => ApiError::Upstream(format!("sandbox {id}: envd failed: {other}")),
+    }
+}
+
+/// Converts an envd process event to ours.
+pub fn from_envd(ev: EnvdEvent) -> ExecEvent {
+    match ev {
+        EnvdEvent::Start { pid } => ExecEvent::Start(pid),
+        EnvdEvent::Stdout(b) | EnvdEvent::Pty(b) => ExecEvent::Stdout(b),
+        EnvdEvent::Stderr(b) => ExecEvent::Stderr(b),
+        EnvdEvent::End {
+            exit_code, error, ..
+        } => ExecEvent::Exit { exit_code, error },
     }
 }
 
