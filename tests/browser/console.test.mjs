@@ -192,6 +192,8 @@ test("the console drives a sandbox end to end", { skip: reason ?? false, timeout
       sandboxId = SANDBOX_URL.exec(page.url())[1];
       await page.locator("h1 .badge", { hasText: "running" }).waitFor({ timeout: 60_000 });
       await page.getByText(sandboxId).first().waitFor();
+      // Usage from GET /metrics: memory in use is a real number of bytes.
+      await page.locator('dl[aria-label="Usage"] dd', { hasText: /\d+(\.\d)? (B|KiB|MiB|GiB)/ }).first().waitFor();
       await shot("06-sandbox-overview");
       await checkA11y("06-sandbox-overview");
     });

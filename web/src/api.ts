@@ -72,6 +72,15 @@ export interface ExecResult {
   encoding?: string;
 }
 
+export interface Metrics {
+  sandbox_id: string;
+  cpu_usage_ns: number;
+  memory_bytes: number;
+  memory_limit_bytes: number;
+  disk_bytes: number;
+  timestamp: string;
+}
+
 export interface Snapshot {
   name: string;
   sandbox_id?: string | null;
@@ -325,6 +334,7 @@ export const Api = {
   resume: (id: string) => request<Sandbox>("POST", `/v1/sandboxes/${enc(id)}/resume`, { body: {} }),
   setTimeout: (id: string, timeout_s: number) =>
     request<Sandbox>("POST", `/v1/sandboxes/${enc(id)}/timeout`, { body: { timeout_s } }),
+  metrics: (id: string, signal?: AbortSignal) => request<Metrics>("GET", `/v1/sandboxes/${enc(id)}/metrics`, { signal }),
   exec: (id: string, cmd: string, timeout_s = 60) =>
     request<ExecResult>("POST", `/v1/sandboxes/${enc(id)}/exec`, { body: { cmd, timeout_s } }),
   upload: (id: string, path: string, file: Blob) =>

@@ -1,11 +1,11 @@
 // One sandbox: overview and actions, and tabs for exec, files and terminal.
-import { useEffect } from "preact/hooks";
-import { Api, ApiError, Sandbox } from "../api";
+import { useEffect, useRef } from "preact/hooks";
+import { Api, ApiError, Metrics, Sandbox } from "../api";
 import { isLive, SandboxActions, useShownStatus } from "../components/SandboxActions";
 import { ExecConsole } from "../components/ExecConsole";
 import { FileBrowser } from "../components/FileBrowser";
 import { TerminalView } from "../components/TerminalView";
-import { CopyButton, ErrorBox, Link, Spinner, StatusBadge, Time, duration, mib, useFocusHeading, usePoll } from "../components/ui";
+import { CopyButton, ErrorBox, Link, Spinner, StatusBadge, Time, bytes, duration, mib, useFocusHeading, usePoll } from "../components/ui";
 
 const TABS = [
   { id: "overview", label: "Overview" },
@@ -81,6 +81,7 @@ export function SandboxPage({ id, tab }: { id: string; tab: string }) {
                 ))}
               </nav>
               <section class="tab-panel" aria-label={TABS.find((t) => t.id === tab)?.label ?? "Overview"}>
+                {tab === "overview" && status === "running" && <Usage id={s.id} vcpus={s.vcpus} />}
                 {tab === "overview" && <Overview s={s} />}
                 {tab !== "overview" && !isLive(s) && <NotLive s={s} />}
                 {tab !== "overview" && isLive(s) && status !== "running" && <NeedsRunning status={status ?? s.status} />}
@@ -175,5 +176,54 @@ function Overview({ s }: { s: Sandbox }) {
         )}
       </div>
     </div>
+  );
+}
+
+/** Live usage from `GET /metrics`; CPU is the change of cumulative CPU time between polls. */
+function Usage({ id, vcpus }: { id: string; vcpus: number }) {
+  const prev = useRef<Metrics | null>(null);
+  const cpu = useRef<number | null>(null);
+  const m = usePoll(
+    async (signal) => {
+      const cur = await Api.metrics(id, signal);
+      const p = prev.current;
+      if (p) {
+        const dt = Date.parse(cur.timestamp) - Date.parse(p.timestamp);
+        if (dt > 0 && cur.cpu_usage_ns >= p.cpu_usage_ns) cpu.current = ((cur.cpu_usage_ns - p.cpu_usage_ns) / 1e6 / dt) * 100;
+      }
+      prev.current = cur;
+      return cur;
+    },
+    3000,
+    [id],
+  );
+  if (m.error && !m.data) return <ErrorBox error={m.error} title="Could not read usage" />;
+  if (!m.data) return null;
+  const d = m.data;
+  const memPct = d.memory_limit_bytes > 0 ? Math.min(100, (d.memory_bytes / d.memory_limit_bytes) * 100) : 0;
+  const cpuPct = cpu.current;
+  return (
+    <dl class="stats" aria-label="Usage">
+      <div class="stat">
+        <dt>CPU</dt>
+        <dd>{cpuPct === null ? <span class="muted small">measuring…</span> : `${cpuPct.toFixed(cpuPct < 10 ? 1 : 0)}%`}</dd>
+        <div class="muted small">of {vcpus} vCPU{vcpus === 1 ? "" : "s"} (100% = one core)</div>
+      </div>
+      <div class="stat">
+        <dt>Memory</dt>
+        <dd>{bytes(d.memory_bytes)}</dd>
+        <div class="bar" role="meter" aria-label="Memory used" aria-valuemin={0} aria-valuemax={100} aria-valuenow={Math.round(memPct)}>
+          <div style={{ width: `${memPct}%` }} class={memPct > 85 ? "hot" : ""} />
+        </div>
+      </div>
+      <div class="stat">
+        <dt>Memory limit</dt>
+        <dd>{d.memory_limit_bytes > 0 ? bytes(d.memory_limit_bytes) : "none"}</dd>
+      </div>
+      <div class="stat">
+        <dt>Disk written</dt>
+        <dd>{bytes(d.disk_bytes)}</dd>
+      </div>
+    </dl>
   );
 }
