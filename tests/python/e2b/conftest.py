@@ -3,7 +3,8 @@
 Starts `warren server` (SQLite in a temp dir) and one `warren agent` registered through the
 fleet token flow (admin from env → `POST /v1/hosts` → `warren agent --register`), with the
 `minimal` template built by `warren template build minimal` (cached under target/ by the
-binary's identity) and hard-linked into the agent's data dir. Two teams sign up, each with an
+binary's identity) and hard-linked into the agent's data dir. WARREN_E2B_TEMPLATE=base (with
+WARREN_E2B_TEMPLATE_DIR=<a built templates/base>, or minutes to build it) runs it all on `base`. Two teams sign up, each with an
 API key; the SDK is pointed at the control plane with only the three E2B variables:
 
     E2B_API_URL=<cp>/e2b   E2B_SANDBOX_URL=<cp>   E2B_API_KEY=<team A's key>
@@ -29,7 +30,7 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-TEMPLATE = "minimal"
+TEMPLATE = os.environ.get("WARREN_E2B_TEMPLATE", "minimal")
 # Host form of the proxy: PORT-SANDBOXID.<domain> (any name; requests carry it in Host).
 PROXY_DOMAIN = "sandboxes.localhost"
 
@@ -69,11 +70,14 @@ def _wait(what, f, timeout=60.0, interval=0.05):
 
 
 def _template_cache(binary: Path) -> Path:
-    """`templates/minimal` built by this binary once, reused until the binary changes."""
+    """`templates/<TEMPLATE>` built by this binary once, reused until the binary changes
+    (or WARREN_E2B_TEMPLATE_DIR: a template dir built already, e.g. `base`)."""
+    if os.environ.get("WARREN_E2B_TEMPLATE_DIR"):
+        return Path(os.environ["WARREN_E2B_TEMPLATE_DIR"])
     st = binary.stat()
     envd = binary.parent / "envd"
     est = envd.stat() if envd.exists() else st
-    key = f"{st.st_size}-{st.st_mtime_ns}-{est.st_size}-{est.st_mtime_ns}"
+    key = f"{TEMPLATE}-{st.st_size}-{st.st_mtime_ns}-{est.st_size}-{est.st_mtime_ns}"
     root = REPO / "target" / "tmp" / "e2b-template"
     done = root / key
     if (done / "templates" / TEMPLATE / "rootfs.ext4").is_file():
@@ -91,7 +95,7 @@ def _template_cache(binary: Path) -> Path:
     except OSError:
         shutil.rmtree(building, ignore_errors=True)  # another run won the race
     for old in root.iterdir():
-        if old.name != done.name and not old.name.startswith("building-"):
+        if old.name.startswith(f"{TEMPLATE}-") and old.name != done.name:
             shutil.rmtree(old, ignore_errors=True)
     return done / "templates" / TEMPLATE
 

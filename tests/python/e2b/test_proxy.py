@@ -20,6 +20,28 @@ UPGRADE_SERVER = (
     "exec cat\n"
 )
 
+# The same two servers for templates without busybox (e.g. `base`): python3.
+PY_UPGRADE_SERVER = """
+import socket, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 8081)); s.listen()
+def serve(c):
+    head = b""
+    while b"\\r\\n\\r\\n" not in head:
+        b = c.recv(1)
+        if not b:
+            return
+        head += b
+    c.sendall(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: echo\\r\\nConnection: Upgrade\\r\\n\\r\\n")
+    while True:
+        b = c.recv(65536)
+        if not b:
+            return
+        c.sendall(b)
+while True:
+    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
+"""
+
 
 class RawSocket:
     """An HTTP/1.1 request on a plain socket, kept open after a 101."""
@@ -146,9 +168,14 @@ def test_pty_needs_credentials_of_the_team(sandbox, fleet, other_team):
 def test_http_and_upgrade_to_a_port_inside_the_sandbox(sandbox, fleet, team):
     d = f"/tmp/www-{uuid.uuid4().hex[:6]}"
     sandbox.files.write(f"{d}/index.html", "served from inside")
-    sandbox.files.write("/tmp/up.sh", UPGRADE_SERVER)
-    sandbox.commands.run(f"busybox httpd -f -p 8000 -h {d}", background=True)
-    sandbox.commands.run("busybox nc -ll -p 8081 -e /bin/sh /tmp/up.sh", background=True)
+    if sandbox.commands.run("command -v busybox || true").stdout.strip():
+        sandbox.files.write("/tmp/up.sh", UPGRADE_SERVER)
+        sandbox.commands.run(f"busybox httpd -f -p 8000 -h {d}", background=True)
+        sandbox.commands.run("busybox nc -ll -p 8081 -e /bin/sh /tmp/up.sh", background=True)
+    else:
+        sandbox.files.write("/tmp/up.py", PY_UPGRADE_SERVER)
+        sandbox.commands.run(f"cd {d} && python3 -m http.server 8000", background=True)
+        sandbox.commands.run("python3 /tmp/up.py", background=True)
     key = {"X-API-Key": team.api_key}
     headers = {"E2b-Sandbox-Id": sandbox.sandbox_id, "E2b-Sandbox-Port": "8000", **key}
     deadline = time.time() + 20
