@@ -249,7 +249,7 @@ pub async fn apply_reported(
             continue;
         };
         let to = status.as_str();
-        if row.status == to {
+        if !legal(&row.status, *status) {
             continue;
         }
         let unchanged_since = (row.status != "missing").then_some(settled);
@@ -259,6 +259,13 @@ pub async fn apply_reported(
         }
     }
     Ok(())
+}
+
+/// Whether the stored status string may become `to` (the one transition table, in
+/// `warren-types`); unknown strings never move.
+fn legal(from: &str, to: SandboxStatus) -> bool {
+    from.parse::<SandboxStatus>()
+        .is_ok_and(|from| from.can_become(to))
 }
 
 fn grace_ms(state: &AppState) -> i64 {
@@ -289,7 +296,7 @@ pub async fn reconcile(
     // Gone: the database thinks the host holds it, the host does not.
     for row in store::host::sandboxes_on_host(pool, host, &["running", "paused", "missing"]).await?
     {
-        if on_host.contains_key(row.id.as_str()) {
+        if on_host.contains_key(row.id.as_str()) || !legal(&row.status, SandboxStatus::Stopped) {
             continue;
         }
         if store::host::set_sandbox_status(
@@ -360,4 +367,27 @@ pub async fn destroy_on_host(state: &AppState, host: HostId, sandbox_id: &str) {
 pub fn forget_host(state: &AppState, host: HostId) {
     state.pool().evict(host);
     state.agent_signer().forget(host);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitor_moves_only_legal_statuses() {
+        let check = |from: &str, to: SandboxStatus, want: bool| {
+            assert_eq!(legal(from, to), want, "{from} -> {}", to.as_str());
+        };
+        check("missing", SandboxStatus::Running, true);
+        check("missing", SandboxStatus::Paused, true);
+        check("running", SandboxStatus::Paused, true);
+        check("paused", SandboxStatus::Running, true);
+        check("running", SandboxStatus::Stopped, true);
+        check("missing", SandboxStatus::Stopped, true);
+        check("running", SandboxStatus::Running, false);
+        check("stopped", SandboxStatus::Running, false);
+        check("error", SandboxStatus::Paused, false);
+        check("pending", SandboxStatus::Paused, false);
+        check("bogus", SandboxStatus::Running, false);
+    }
 }

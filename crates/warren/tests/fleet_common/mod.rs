@@ -80,7 +80,7 @@ impl Default for FleetOpts {
             agents: 3,
             db: Db::Sqlite,
             heartbeat: Duration::from_millis(500),
-            heartbeat_timeout: Duration::from_secs(3),
+            heartbeat_timeout: Duration::from_secs(4),
             monitor_interval: Duration::from_millis(700),
             reconcile_grace: Duration::from_secs(2),
             server_env: Vec::new(),
