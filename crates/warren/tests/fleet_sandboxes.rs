@@ -433,6 +433,28 @@ async fn sandboxes_across_the_fleet(db: Db) {
     assert_eq!(fork["template"], "warm");
     let fork_id = id_of(&fork);
     assert_eq!(a.sh(&fork_id, "cat /marker").await, "from-the-snapshot\n");
+    // The source sandbox resumes untouched, next to its fork.
+    let (s, _) = a
+        .call("POST", &format!("/v1/sandboxes/{src_id}/resume"), None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(a.sh(&src_id, "cat /marker").await, "from-the-snapshot\n");
+    // Two sandboxes on one host: a slow command in one does not hold up the other.
+    let slow = a.exec(&fork_id, json!({"cmd": "sleep 4; echo slept"}));
+    let quick = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t0 = std::time::Instant::now();
+        for _ in 0..5 {
+            assert_eq!(a.sh(&src_id, "echo quick").await, "quick\n");
+        }
+        t0.elapsed()
+    };
+    let (slow, quick) = tokio::join!(slow, quick);
+    assert_eq!(slow["stdout"], "slept\n");
+    assert!(
+        quick < Duration::from_secs(2),
+        "5 execs took {quick:?} beside a slow one on the same host"
+    );
     let (s, _) = a
         .call("DELETE", &format!("/v1/sandboxes/{fork_id}"), None)
         .await;
@@ -460,11 +482,6 @@ async fn sandboxes_across_the_fleet(db: Db) {
         )
         .await;
     }
-    // The source sandbox resumes untouched.
-    let (s, _) = a
-        .call("POST", &format!("/v1/sandboxes/{src_id}/resume"), None)
-        .await;
-    assert_eq!(s, 200);
     assert_eq!(a.sh(&src_id, "cat /marker").await, "from-the-snapshot\n");
 
     // --- another team: 404 on every route ------------------------------------------------
