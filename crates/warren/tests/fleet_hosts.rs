@@ -191,7 +191,8 @@ async fn hosts_through_failures(db: Db) {
     // Sandboxes through the REST API.
     let (_, api_key) = fleet.signup().await;
     let mut placed = Vec::new();
-    for _ in 0..3 {
+    // Four on three hosts: one host holds two (the SIGKILL scenario below needs that).
+    for _ in 0..4 {
         let sb = create_sandbox(&fleet, &api_key, json!({})).await;
         assert_eq!(sb["status"], "running", "{sb}");
         placed.push((
@@ -221,8 +222,19 @@ async fn hosts_through_failures(db: Db) {
         assert_eq!(sandbox_status(&fleet, &api_key, id).await, "running");
     }
 
-    // A host SIGKILLed: unreachable, its sandboxes missing; back when it returns.
-    let (victim_sb, victim) = placed[0].clone();
+    // A host SIGKILLed: unreachable, its sandboxes missing; back when it returns. One of
+    // them is deleted meanwhile (stopped in the database, the host could not be told): when
+    // the host returns it is an orphan and is destroyed there.
+    let victim = (0..3)
+        .find(|i| placed.iter().filter(|(_, a)| a == i).count() >= 2)
+        .expect("four sandboxes on three hosts");
+    let mut on_victim = placed
+        .iter()
+        .filter(|(_, a)| *a == victim)
+        .map(|(id, _)| id.clone());
+    let victim_sb = on_victim.next().unwrap();
+    let deleted_sb = on_victim.next().unwrap();
+    placed.retain(|(id, _)| *id != deleted_sb);
     fleet.kill_agent(victim);
     fleet
         .wait_host_status(victim, "unreachable", Duration::from_secs(20))
@@ -235,10 +247,33 @@ async fn hosts_through_failures(db: Db) {
         Duration::from_secs(10),
     )
     .await;
+    let (s, body) = fleet
+        .call(
+            "DELETE",
+            &format!("/v1/sandboxes/{deleted_sb}"),
+            None,
+            Some(&api_key),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204, "{body}");
+    assert_eq!(
+        sandbox_status(&fleet, &api_key, &deleted_sb).await,
+        "stopped"
+    );
     fleet.restart_agent(victim);
     fleet
         .wait_host_status(victim, "online", Duration::from_secs(30))
         .await;
+    wait_until(
+        "the deleted sandbox destroyed on its returning host",
+        Duration::from_secs(30),
+        || async {
+            let list = agent_sandboxes(&fleet, victim).await;
+            (!list.iter().any(|(id, _)| *id == deleted_sb)).then_some(())
+        },
+    )
+    .await;
     wait_sandbox_status(
         &fleet,
         &api_key,

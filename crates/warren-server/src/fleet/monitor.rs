@@ -318,11 +318,15 @@ pub async fn reconcile(
         if *r == Reported::Busy {
             continue;
         }
-        let status = store::host::sandbox_status(pool, id).await?;
-        let orphan = match status.as_deref() {
+        let row = store::host::sandbox_row(pool, id).await?;
+        // Unknown: the control plane writes a row before it asks a host to create, so the
+        // host made it behind our back. Ended: give the destroy that ended it (in flight
+        // right now, perhaps) the grace period first.
+        let orphan = match &row {
             None => true,
-            Some(s) => s == "stopped" || s == "error",
+            Some((s, updated_at)) => (s == "stopped" || s == "error") && *updated_at <= settled,
         };
+        let status = row.map(|(s, _)| s);
         if orphan {
             tracing::warn!(host_id = %host, sandbox_id = %id, db_status = ?status,
                 "orphan sandbox on host: destroying");

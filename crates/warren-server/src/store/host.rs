@@ -545,11 +545,20 @@ pub async fn sandbox_status<'e, E: Executor<'e, Database = Any>>(
     db: E,
     id: &str,
 ) -> Result<Option<String>, StoreError> {
-    let row = sqlx::query("SELECT status FROM sandboxes WHERE id = $1")
+    Ok(sandbox_row(db, id).await?.map(|(status, _)| status))
+}
+
+/// Status and last change (unix ms) of one sandbox, by id (any host), if the row exists.
+pub async fn sandbox_row<'e, E: Executor<'e, Database = Any>>(
+    db: E,
+    id: &str,
+) -> Result<Option<(String, i64)>, StoreError> {
+    let row = sqlx::query("SELECT status, updated_at FROM sandboxes WHERE id = $1")
         .bind(id)
         .fetch_optional(db)
         .await?;
-    Ok(row.map(|r| r.try_get("status")).transpose()?)
+    row.map(|r| Ok((r.try_get("status")?, r.try_get("updated_at")?)))
+        .transpose()
 }
 
 /// Compare-and-set of a sandbox status: only if it still is `from` and, when given, its row
