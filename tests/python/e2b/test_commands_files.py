@@ -133,8 +133,10 @@ def test_watch_dir(sandbox):
         handle.stop()
 
 
-def test_default_user_is_root_and_user_is_selectable(sandbox):
-    # docs/e2b.md "What differs": envd's user by default, E2B's `user` on request.
-    assert sandbox.commands.run("id -un").stdout == "root\n"
-    r = sandbox.commands.run("id -un; pwd", user="user")
-    assert r.stdout == "user\n/home/user\n"
+def test_default_user_and_home_are_e2bs(sandbox):
+    # Like E2B: commands run as `user` in /home/user, relative paths resolve there.
+    assert sandbox.commands.run("id -un; pwd").stdout == "user\n/home/user\n"
+    info = sandbox.files.write("relative.txt", "home")
+    assert info.path == "/home/user/relative.txt"
+    assert sandbox.commands.run("cat relative.txt").stdout == "home"
+    assert sandbox.commands.run("id -un", user="root").stdout == "root\n"

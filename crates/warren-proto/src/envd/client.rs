@@ -339,6 +339,32 @@ impl EnvdClient {
         check("/health", r).await.map(drop)
     }
 
+    /// `POST /init` with the default user and working directory of later requests (relative
+    /// paths and processes without a user use them), e.g. E2B's `user` and `/home/user`.
+    pub async fn set_defaults(
+        &self,
+        default_user: Option<&str>,
+        default_workdir: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let mut body = serde_json::Map::new();
+        if let Some(u) = default_user {
+            body.insert("defaultUser".into(), u.into());
+        }
+        if let Some(w) = default_workdir {
+            body.insert("defaultWorkdir".into(), w.into());
+        }
+        let r = self
+            .request(reqwest::Method::POST, "/init")
+            .json(&body)
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                call: "/init",
+                source,
+            })?;
+        check("/init", r).await.map(drop)
+    }
+
     /// Starts a process and returns its events (start, output chunks, end).
     pub async fn start(&self, command: Command) -> Result<ProcessEvents, ClientError> {
         let req = pb::StartRequest {

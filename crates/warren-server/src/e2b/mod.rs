@@ -321,8 +321,32 @@ async fn create(
         },
     )
     .await?;
+    e2b_defaults(&state, team, &s).await;
     Ok((StatusCode::CREATED, Json(created(&state, &s))).into_response())
 }
+
+/// E2B's templates run requests as `user` in `/home/user` (relative paths resolve there);
+/// Warren's envd defaults to the user it runs as. Sandboxes created through the E2B API get
+/// E2B's defaults (envd's `/init`), when the template has that user.
+async fn e2b_defaults(state: &AppState, team: TeamId, s: &Sandbox) {
+    let Ok(id) = sandbox_id(&s.id.to_string()) else {
+        return;
+    };
+    let result = match crate::pty::envd_for(state, team, id).await {
+        Ok(envd) => envd
+            .set_defaults(Some(E2B_USER), Some(E2B_WORKDIR))
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = result {
+        tracing::info!(sandbox_id = %id, error = %e, "E2B default user not set; envd's stays");
+    }
+}
+
+/// E2B's default user and working directory.
+const E2B_USER: &str = "user";
+const E2B_WORKDIR: &str = "/home/user";
 
 async fn detail(
     State(state): State<AppState>,
