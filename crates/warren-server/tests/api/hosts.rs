@@ -166,6 +166,26 @@ async fn host_routes_are_for_admins(app: TestApp) {
         "unauthenticated",
     );
     let admin = admin_token(&app).await;
+    let (host, _) = create_host(&app, &admin).await;
+    for (method, path) in [
+        ("GET", format!("/v1/hosts/{host}")),
+        ("DELETE", format!("/v1/hosts/{host}")),
+        ("POST", format!("/v1/hosts/{host}/token")),
+        ("POST", format!("/v1/hosts/{host}/revoke")),
+    ] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let got = app
+            .send(
+                app.client.request(m, app.url(&path)).json(&json!({})),
+                Auth::Bearer(&user.token),
+            )
+            .await;
+        assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    }
+    let (s, _) = app
+        .delete(&format!("/v1/hosts/{host}"), Auth::Bearer(&admin))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, list) = app.get("/v1/hosts", Auth::Bearer(&admin)).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(list, json!([]));
@@ -213,6 +233,15 @@ async fn register_heartbeat_and_tokens(app: TestApp) {
             .await;
         assert_error(&got, StatusCode::UNAUTHORIZED, "unauthenticated");
     }
+    // Bad specs are a 400 and leave the token usable.
+    let mut bad_specs = register_body(&token);
+    bad_specs["address"] = json!("no-port");
+    let got = app.post("/v1/hosts/register", &bad_specs, Auth::None).await;
+    crate::helpers::assert_field_error(&got, "address");
+    let mut bad_specs = register_body(&token);
+    bad_specs["runtime"] = json!("docker");
+    let got = app.post("/v1/hosts/register", &bad_specs, Auth::None).await;
+    crate::helpers::assert_field_error(&got, "runtime");
     let creds = register(&app, &token).await;
     assert_eq!(creds["host_id"], host.as_str());
     assert_eq!(creds["control_plane_key"].as_str().unwrap().len(), 44);
