@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use warren_server::store::sandbox::SandboxRecord;
 use warren_server::store::{self, now_ms};
-use warren_types::{SandboxId, SandboxStatus, TeamId};
+use warren_types::{HostId, HostStatus, SandboxId, SandboxStatus, TeamId};
 
 use crate::helpers::{Auth, TestApp, assert_error, assert_field_error, both_stores};
 
@@ -22,6 +22,7 @@ both_stores!(
     snapshots_validate_and_scope,
     stream_routes_take_access_token,
     requests_need_credentials,
+    host_failures_revert_statuses,
 );
 
 async fn put_sandbox(
@@ -30,11 +31,21 @@ async fn put_sandbox(
     status: SandboxStatus,
     metadata: &[(&str, &str)],
 ) -> SandboxId {
+    put_sandbox_on(app, team, status, metadata, None).await
+}
+
+async fn put_sandbox_on(
+    app: &TestApp,
+    team: &str,
+    status: SandboxStatus,
+    metadata: &[(&str, &str)],
+    host_id: Option<HostId>,
+) -> SandboxId {
     let now = now_ms();
     let r = SandboxRecord {
         id: SandboxId::new(),
         team_id: team.parse::<TeamId>().unwrap(),
-        host_id: None,
+        host_id,
         template_id: None,
         template: "minimal".into(),
         status,
@@ -508,4 +519,153 @@ async fn requests_need_credentials(app: TestApp) {
         .await,
         "timeout_s",
     );
+}
+
+/// An `online` host row whose address refuses connections: every call to it fails for real
+/// (connection refused), which is how a host that died since its last heartbeat looks.
+async fn dead_host(app: &TestApp) -> HostId {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut h =
+        store::host::Host::new_pending(Some(format!("127.0.0.1:{port}")), "{}".into(), now_ms());
+    h.status = HostStatus::Online;
+    h.templates = vec!["minimal".into()];
+    store::host::insert(app.state.store().pool(), &h)
+        .await
+        .expect("insert host");
+    h.id
+}
+
+async fn host_failures_revert_statuses(app: TestApp) {
+    let a = app.signup("revert@example.com").await;
+    let t = Auth::Bearer(&a.token);
+    let host = dead_host(&app).await;
+    let sandbox = |id: SandboxId| {
+        let app = app.clone();
+        let token = a.token.clone();
+        async move {
+            let (s, v) = app
+                .get(&format!("/v1/sandboxes/{id}"), Auth::Bearer(&token))
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            v
+        }
+    };
+
+    // Create: placed on the only online host, which fails; the row says error, with why.
+    let got = app.post("/v1/sandboxes", &json!({}), t).await;
+    assert_error(&got, StatusCode::BAD_GATEWAY, "host_error");
+    let (_, errs) = app.get("/v1/sandboxes?status=error", t).await;
+    let errs = errs["items"].as_array().unwrap().clone();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0]["host_id"], json!(host.to_string()));
+    assert!(
+        errs[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("create")),
+        "{errs:?}"
+    );
+    let (_, live) = app.get("/v1/sandboxes", t).await;
+    assert_eq!(live["items"], json!([]), "no pending leftovers");
+
+    // Pause: intended `paused` is reverted to `running`.
+    let running = put_sandbox_on(&app, &a.team_id, SandboxStatus::Running, &[], Some(host)).await;
+    let got = app
+        .post(&format!("/v1/sandboxes/{running}/pause"), &json!({}), t)
+        .await;
+    assert_error(&got, StatusCode::BAD_GATEWAY, "host_error");
+    assert_eq!(sandbox(running).await["status"], "running");
+
+    // Resume: intended `running` (and new TTL) reverted to `paused` with the old TTL.
+    let paused = put_sandbox_on(&app, &a.team_id, SandboxStatus::Paused, &[], Some(host)).await;
+    let got = app
+        .post(
+            &format!("/v1/sandboxes/{paused}/resume"),
+            &json!({"timeout_s": 99}),
+            t,
+        )
+        .await;
+    assert_error(&got, StatusCode::BAD_GATEWAY, "host_error");
+    let v = sandbox(paused).await;
+    assert_eq!(
+        (&v["status"], &v["timeout_s"]),
+        (&json!("paused"), &json!(300)),
+        "{v}"
+    );
+
+    // Keepalive: the intended expiry is reverted.
+    let got = app
+        .post(
+            &format!("/v1/sandboxes/{running}/timeout"),
+            &json!({"timeout_s": 60}),
+            t,
+        )
+        .await;
+    assert_error(&got, StatusCode::BAD_GATEWAY, "host_error");
+    let v = sandbox(running).await;
+    assert_eq!(
+        (&v["timeout_s"], &v["expires_at"]),
+        (&json!(300), &Value::Null),
+        "{v}"
+    );
+
+    // Snapshot: no template is left, the sandbox runs again.
+    let got = app
+        .post(
+            "/v1/snapshots",
+            &json!({"sandbox_id": running.to_string(), "name": "snap"}),
+            t,
+        )
+        .await;
+    assert_error(&got, StatusCode::BAD_GATEWAY, "host_error");
+    assert_eq!(sandbox(running).await["status"], "running");
+    let (_, snaps) = app.get("/v1/snapshots", t).await;
+    assert_eq!(snaps, json!([]));
+
+    // Calls that change nothing just fail.
+    for got in [
+        app.post(
+            &format!("/v1/sandboxes/{running}/exec"),
+            &json!({"cmd": "true"}),
+            t,
+        )
+        .await,
+        app.get(&format!("/v1/sandboxes/{running}/metrics"), t)
+            .await,
+        app.get(&format!("/v1/sandboxes/{running}/files?path=/x"), t)
+            .await,
+        app.get(&format!("/v1/sandboxes/{running}/exec/stream?cmd=true"), t)
+            .await,
+        app.send(
+            app.client
+                .put(app.url(&format!("/v1/sandboxes/{running}/files?path=/x")))
+                .body(vec![1u8; 300_000]),
+            t,
+        )
+        .await,
+    ] {
+        assert_error(&got, StatusCode::BAD_GATEWAY, "host_error");
+    }
+
+    // Delete: the row is what counts; the host's monitor pass removes the orphan later.
+    let (s, _) = app.delete(&format!("/v1/sandboxes/{running}"), t).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(sandbox(running).await["status"], "stopped");
+
+    // Once the host is not online, nothing is placed at all.
+    let moved = store::host::set_status(
+        app.state.store().pool(),
+        host,
+        HostStatus::Online,
+        HostStatus::Unreachable,
+        now_ms(),
+    )
+    .await
+    .expect("mark host unreachable");
+    assert!(moved);
+    let got = app.post("/v1/sandboxes", &json!({}), t).await;
+    assert_error(&got, StatusCode::SERVICE_UNAVAILABLE, "no_capacity");
 }
