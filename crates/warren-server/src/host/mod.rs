@@ -13,7 +13,7 @@ pub mod token;
 
 use std::collections::BTreeMap;
 
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, RawQuery, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -220,6 +220,24 @@ pub struct DeleteQuery {
     /// Destroy the host's sandboxes instead of refusing.
     #[serde(default)]
     pub force: bool,
+}
+
+impl DeleteQuery {
+    /// Parses the query string ourselves so a bad value answers in our error shape.
+    fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let mut q = DeleteQuery::default();
+        for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, "true"));
+            if k == "force" {
+                q.force = match v {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(ApiError::field("force", "must be true or false")),
+                };
+            }
+        }
+        Ok(q)
+    }
 }
 
 async fn load_host(state: &AppState, raw_id: &str) -> Result<Host, ApiError> {
@@ -435,8 +453,9 @@ pub async fn delete(
     State(state): State<AppState>,
     _admin: AdminAuth,
     Path(host_id): Path<String>,
-    Query(q): Query<DeleteQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let q = DeleteQuery::parse(raw.as_deref())?;
     let host = load_host(&state, &host_id).await?;
     let pool = state.store().pool();
     let held = store::host::sandboxes_on_host(pool, host.id, HELD).await?;

@@ -441,6 +441,13 @@ async fn delete_refuses_then_forces(app: TestApp) {
     assert_eq!(listed, want);
     assert!(!listed.contains(&stopped.as_str()));
 
+    let got = app
+        .delete(
+            &format!("/v1/hosts/{host}?force=maybe"),
+            Auth::Bearer(&admin),
+        )
+        .await;
+    crate::helpers::assert_field_error(&got, "force");
     // Force: the agent (none listens at 127.0.0.1:1) is told best effort; the rows stop.
     let (s, body) = app
         .delete(
