@@ -200,3 +200,25 @@ def test_auto_pause_at_timeout_then_connect_resumes(fresh):
     again = sb.connect(timeout=60)
     assert Sandbox.get_info(sb.sandbox_id).state == SandboxState.RUNNING
     assert again.files.read("/tmp/kept.txt") == "kept"
+
+
+def test_fork_copies_memory_processes_and_files(fresh):
+    sb = fresh()
+    sb.files.write("/tmp/parent.txt", "from the parent")
+    h = sb.commands.run("sleep 600", background=True)
+    forks = sb.fork(count=2, timeout=120)
+    assert len(forks) == 2 and all(isinstance(f, Sandbox) for f in forks), forks
+    try:
+        assert sb.is_running(), "the source keeps running"
+        ids = {f.sandbox_id for f in forks}
+        assert len(ids) == 2 and sb.sandbox_id not in ids
+        for f in forks:
+            assert f.files.read("/tmp/parent.txt") == "from the parent"
+            assert any(p.pid == h.pid for p in f.commands.list())
+            f.files.write("/tmp/own.txt", f.sandbox_id)
+        # Each fork has its own disk and its own envd token.
+        assert forks[0].files.read("/tmp/own.txt") != forks[1].files.read("/tmp/own.txt")
+        assert forks[0]._envd_access_token != sb._envd_access_token
+    finally:
+        for f in forks:
+            f.kill()

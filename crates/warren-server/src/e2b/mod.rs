@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/sandboxes/{id}/connect", post(connect))
         .route("/sandboxes/{id}/metrics", get(metrics))
         .route("/sandboxes/{id}/snapshots", post(create_snapshot))
+        .route("/sandboxes/{id}/fork", post(fork))
         .route("/snapshots", get(list_snapshots))
         .route("/templates", get(templates))
         .route("/templates/{id}", delete(delete_template))
@@ -668,6 +669,67 @@ async fn create_snapshot(
         }),
     )
         .into_response())
+}
+
+/// Most forks per call (the SDK's limit too).
+const MAX_FORKS: u32 = 20;
+
+/// Forks: a snapshot of the sandbox (kept as the team's snapshot template `fork-…`, which the
+/// forks' disks lie on), the sandbox resumed if it ran, then `count` sandboxes from it.
+async fn fork(
+    State(state): State<AppState>,
+    E2bTeam(team): E2bTeam,
+    Path(id): Path<String>,
+    raw: Bytes,
+) -> Res<Response> {
+    let req: ForkRequest = body(&raw)?;
+    let count = req.count.unwrap_or(1);
+    if !(1..=MAX_FORKS).contains(&count) {
+        return Err(E2bError::new(
+            StatusCode::BAD_REQUEST,
+            format!("count must be between 1 and {MAX_FORKS}"),
+        ));
+    }
+    let s = live(&state, team, &id).await?;
+    let sid = sandbox_id(&id)?;
+    let name = format!("fork-{}", &generated_snapshot_name()["snapshot-".len()..]);
+    service::snapshot(&state, team, sid, name.clone()).await?;
+    if s.status == "running" {
+        service::resume(&state, team, sid, None).await?;
+    }
+    let mut results = Vec::new();
+    for _ in 0..count {
+        let made = service::create(
+            &state,
+            team,
+            CreateSandbox {
+                template: name.clone(),
+                timeout_s: Some(req.timeout.unwrap_or(15)),
+                metadata: s.metadata.clone(),
+                allow_internet: s.allow_internet,
+                auto_pause: s.auto_pause,
+                ..Default::default()
+            },
+        )
+        .await;
+        results.push(match made {
+            Ok(f) => ForkResult {
+                sandbox: Some(created(&state, &f)),
+                error: None,
+            },
+            Err(e) => {
+                let e = E2bError::from(e);
+                ForkResult {
+                    sandbox: None,
+                    error: Some(serde_json::json!({
+                        "code": e.status.as_u16(),
+                        "message": e.message,
+                    })),
+                }
+            }
+        });
+    }
+    Ok((StatusCode::CREATED, Json(results)).into_response())
 }
 
 async fn list_snapshots(

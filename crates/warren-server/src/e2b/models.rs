@@ -228,3 +228,25 @@ pub struct SnapshotRequest {
     #[serde(default)]
     pub name: Option<String>,
 }
+
+/// `SandboxForkRequest`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ForkRequest {
+    /// Seconds to live of each fork (default 15, like E2B).
+    #[serde(default)]
+    pub timeout: Option<u32>,
+    /// How many forks, 1–20 (default 1).
+    #[serde(default)]
+    pub count: Option<u32>,
+}
+
+/// `SandboxForkResult`: one fork, or why it failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForkResult {
+    /// The fork.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<CreatedSandbox>,
+    /// Its failure, as `{"code", "message"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<serde_json::Value>,
+}
