@@ -753,3 +753,44 @@ pub async fn heartbeat(
     crate::fleet::monitor::apply_reported(&state, auth.host_id, &reported).await?;
     Ok(axum::Json(serde_json::json!({})))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        let check = |a: &str, ok: bool| {
+            assert_eq!(validate_address("address", a).is_ok(), ok, "{a:?}");
+        };
+        check("10.0.0.7:50051", true);
+        check("agent.example:1", true);
+        check("[::1]:8080", true);
+        check(" host:9 ", true);
+        check("host", false);
+        check("host:0", false);
+        check("host:70000", false);
+        check(":80", false);
+        check("http://host:80", false);
+        check("a b:80", false);
+    }
+
+    #[test]
+    fn delete_query() {
+        let check = |raw: Option<&str>, want: Option<bool>| {
+            assert_eq!(
+                DeleteQuery::parse(raw).ok().map(|q| q.force),
+                want,
+                "{raw:?}"
+            );
+        };
+        check(None, Some(false));
+        check(Some(""), Some(false));
+        check(Some("force=true"), Some(true));
+        check(Some("force=1"), Some(true));
+        check(Some("force"), Some(true));
+        check(Some("force=false"), Some(false));
+        check(Some("other=x&force=0"), Some(false));
+        check(Some("force=maybe"), None);
+    }
+}
