@@ -3,7 +3,10 @@
 //! (host deleted, address changed, transport failure).
 //!
 //! Every call carries a freshly minted (cached ~1 min) EdDSA bearer for that host, so a token
-//! never outlives its 5-minute validity in a long-lived client.
+//! never outlives its 5-minute validity in a long-lived client. A cached client older than
+//! [`RECHECK_AFTER`] is checked against the database before use, so a host that re-registered
+//! with a new address (or was deleted through another control-plane replica) is followed
+//! without anyone having to call `evict` on this replica.
 //!
 //! Transport: one `connectrpc` [`HttpClient`] (hyper's pooled client) shared by all hosts, over
 //! **HTTP/1.1**: each in-flight call has a TCP connection of its own, so one slow sandbox
@@ -13,12 +16,16 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use warren_proto::connectrpc::client::{ClientConfig, HttpClient};
 use warren_proto::hostagent::v1::HostAgentClient;
 use warren_types::{HostId, HostStatus};
 
 use crate::store::{self, Store, StoreError};
+
+/// Age after which a cached client's address is checked against the database again.
+pub const RECHECK_AFTER: Duration = Duration::from_secs(10);
 
 /// Makes the bearer token for one host (the control plane's `AgentSigner::mint`).
 pub type Minter = Arc<dyn Fn(HostId) -> String + Send + Sync>;
@@ -51,6 +58,8 @@ pub enum FleetError {
 #[derive(Clone)]
 pub struct HostClient {
     host_id: HostId,
+    /// The stored address it was made from.
+    address: String,
     base_url: String,
     config: ClientConfig,
     http: HttpClient,
@@ -99,7 +108,7 @@ pub struct HostClientPool {
     minter: Minter,
     http: HttpClient,
     /// std `Mutex`: held for a map lookup or insert only, never across an `.await`.
-    clients: Mutex<HashMap<HostId, HostClient>>,
+    clients: Mutex<HashMap<HostId, (HostClient, Instant)>>,
 }
 
 impl std::fmt::Debug for HostClientPool {
@@ -124,18 +133,28 @@ impl HostClientPool {
 
     /// The client of `host_id`, made on first use from its stored address.
     pub async fn client(&self, host_id: HostId) -> Result<HostClient, FleetError> {
-        if let Some(c) = self.lock().get(&host_id) {
+        let cached = self.lock().get(&host_id).cloned();
+        if let Some((c, checked)) = &cached
+            && checked.elapsed() < RECHECK_AFTER
+        {
             return Ok(c.clone());
         }
-        let (status, address) = store::sandbox::host_address(self.store.pool(), host_id)
-            .await?
-            .ok_or(FleetError::HostNotFound(host_id))?;
-        if status == HostStatus::Deleted {
-            return Err(FleetError::HostNotFound(host_id));
-        }
-        let address = address.ok_or(FleetError::NoAddress(host_id))?;
-        let client = self.make(host_id, &address)?;
-        self.lock().insert(host_id, client.clone());
+        let found = store::sandbox::host_address(self.store.pool(), host_id).await?;
+        let address = match found {
+            Some((status, address)) if status != HostStatus::Deleted => {
+                address.ok_or(FleetError::NoAddress(host_id))?
+            }
+            _ => {
+                self.evict(host_id);
+                return Err(FleetError::HostNotFound(host_id));
+            }
+        };
+        let client = match cached {
+            Some((c, _)) if c.address == address => c,
+            _ => self.make(host_id, &address)?,
+        };
+        self.lock()
+            .insert(host_id, (client.clone(), Instant::now()));
         Ok(client)
     }
 
@@ -144,7 +163,7 @@ impl HostClientPool {
         self.lock().remove(&host_id);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<HostId, HostClient>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<HostId, (HostClient, Instant)>> {
         // A panic while holding the lock cannot leave the map half-written.
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -168,6 +187,7 @@ impl HostClientPool {
         }
         Ok(HostClient {
             host_id,
+            address: address.to_owned(),
             base_url,
             config: ClientConfig::new(uri),
             http: self.http.clone(),

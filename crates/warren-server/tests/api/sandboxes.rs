@@ -23,6 +23,7 @@ both_stores!(
     stream_routes_take_access_token,
     requests_need_credentials,
     host_failures_revert_statuses,
+    pool_follows_the_hosts_table,
 );
 
 async fn put_sandbox(
@@ -668,4 +669,42 @@ async fn host_failures_revert_statuses(app: TestApp) {
     assert!(moved);
     let got = app.post("/v1/sandboxes", &json!({}), t).await;
     assert_error(&got, StatusCode::SERVICE_UNAVAILABLE, "no_capacity");
+}
+
+async fn pool_follows_the_hosts_table(app: TestApp) {
+    use warren_server::fleet::pool::FleetError;
+    let host = dead_host(&app).await;
+    let pool = app.state.pool();
+    let c = pool.client(host).await.expect("client of a known host");
+    assert!(
+        c.base_url().starts_with("http://127.0.0.1:"),
+        "{}",
+        c.base_url()
+    );
+    assert_eq!(c.bearer().split('.').count(), 3, "a JWT");
+    assert!(matches!(
+        pool.client(HostId::new()).await,
+        Err(FleetError::HostNotFound(_))
+    ));
+    // Deleted: after an evict (host delete does it) the pool refuses the host.
+    sqlx::query("UPDATE hosts SET status = 'deleted' WHERE id = $1")
+        .bind(host.to_string())
+        .execute(app.state.store().pool())
+        .await
+        .unwrap();
+    pool.evict(host);
+    assert!(matches!(
+        pool.client(host).await,
+        Err(FleetError::HostNotFound(_))
+    ));
+    // An address that is not host:port never becomes a client.
+    let mut h = store::host::Host::new_pending(Some("ftp://x:1".into()), "{}".into(), now_ms());
+    h.status = HostStatus::Online;
+    store::host::insert(app.state.store().pool(), &h)
+        .await
+        .unwrap();
+    assert!(matches!(
+        pool.client(h.id).await,
+        Err(FleetError::BadAddress { .. })
+    ));
 }
