@@ -107,6 +107,14 @@ async fn wait_sandbox_status(fleet: &Fleet, key: &str, id: &str, want: &str, tim
     .await;
 }
 
+fn agent_index_of(placed: &[(String, usize)], id: &str) -> usize {
+    placed
+        .iter()
+        .find(|(i, _)| i == id)
+        .map(|(_, a)| *a)
+        .unwrap()
+}
+
 fn agent_index(fleet: &Fleet, host_id: &str) -> usize {
     fleet
         .agents
@@ -219,7 +227,9 @@ async fn hosts_through_failures(db: Db) {
     })
     .await;
     for (id, _) in &placed {
-        assert_eq!(sandbox_status(&fleet, &api_key, id).await, "running");
+        wait_sandbox_status(&fleet, &api_key, id, "running", Duration::from_secs(10)).await;
+        let on_host = agent_sandboxes(&fleet, agent_index_of(&placed, id)).await;
+        assert!(on_host.iter().any(|(i, _)| i == id), "{id} untouched");
     }
 
     // A host SIGKILLed: unreachable, its sandboxes missing; back when it returns. One of
