@@ -76,6 +76,9 @@ pub enum ProxyError {
     /// No credentials, or wrong ones.
     #[error("{0}")]
     Unauthenticated(&'static str),
+    /// A signed file URL past its expiry (the SDK's exact message).
+    #[error("signature is already expired")]
+    Expired,
     /// No such sandbox for this caller (unknown, stopped, another team's).
     #[error("The sandbox {0} was not found")]
     NotFound(String),
@@ -104,7 +107,9 @@ impl IntoResponse for ProxyError {
     fn into_response(self) -> Response {
         let (status, sandbox_id) = match &self {
             ProxyError::BadRequest(_) => (StatusCode::BAD_REQUEST, None),
-            ProxyError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, None),
+            ProxyError::Unauthenticated(_) | ProxyError::Expired => {
+                (StatusCode::UNAUTHORIZED, None)
+            }
             ProxyError::NotFound(id) => (StatusCode::BAD_GATEWAY, Some(id.clone())),
             ProxyError::Unavailable { sandbox_id, .. }
             | ProxyError::Upstream { sandbox_id, .. } => {
@@ -169,6 +174,10 @@ fn host_target(host: &str) -> Option<Target> {
 /// The middleware: proxies requests that name a sandbox, passes the rest to `next`.
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
     match target(req.headers()) {
+        Ok(None) if is_signed_files(&req) => match signed_files(&state, req).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        },
         Ok(None) => next.run(req).await,
         Ok(Some(t)) => match proxy(&state, t, req).await {
             Ok(r) => r,
@@ -282,6 +291,128 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `GET`/`POST /files?...&signature=v1_...`: the SDK's signed file URLs
+/// (`sbx.download_url`, `sbx.upload_url`). With `E2B_SANDBOX_URL` pointing here they carry
+/// no sandbox id: the signature (SHA-256 of `path:operation:user:envd token[:expiry]`)
+/// names it. The running sandbox whose token makes the signature is the target; the request
+/// goes on to its envd with that token.
+fn is_signed_files(req: &Request) -> bool {
+    req.uri().path() == "/files"
+        && matches!(*req.method(), http::Method::GET | http::Method::POST)
+        && req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("signature=")))
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (percent_decode(k) == name).then(|| percent_decode(v))
+    })
+}
+
+/// The v1 file URL signature of the e2b SDKs.
+pub fn file_signature(
+    path: &str,
+    operation: &str,
+    user: &str,
+    token: &str,
+    expiration: Option<i64>,
+) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let raw = match expiration {
+        Some(e) => format!("{path}:{operation}:{user}:{token}:{e}"),
+        None => format!("{path}:{operation}:{user}:{token}"),
+    };
+    let digest = sha2::Sha256::digest(raw.as_bytes());
+    format!(
+        "v1_{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+    )
+}
+
+async fn signed_files(state: &AppState, req: Request) -> Result<Response, ProxyError> {
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let signature = query_param(&query, "signature").unwrap_or_default();
+    let path = query_param(&query, "path").unwrap_or_default();
+    let user = query_param(&query, "username").unwrap_or_default();
+    let operation = if req.method() == http::Method::GET {
+        "read"
+    } else {
+        "write"
+    };
+    let expiration =
+        match query_param(&query, "signature_expiration") {
+            Some(e) => Some(e.parse::<i64>().map_err(|_| {
+                ProxyError::BadRequest(format!("invalid signature_expiration {e:?}"))
+            })?),
+            None => None,
+        };
+    use sqlx::Row as _;
+    let rows = sqlx::query(
+        "SELECT id, envd_access_token FROM sandboxes \
+         WHERE status = 'running' AND envd_access_token IS NOT NULL",
+    )
+    .fetch_all(state.store().pool())
+    .await
+    .map_err(|e| ProxyError::Internal(e.to_string()))?;
+    let found = rows.iter().find_map(|row| {
+        let token: String = row.try_get("envd_access_token").ok()?;
+        let want = file_signature(&path, operation, &user, &token, expiration);
+        use subtle::ConstantTimeEq;
+        bool::from(want.as_bytes().ct_eq(signature.as_bytes())).then(|| {
+            let id: String = row.try_get("id").unwrap_or_default();
+            (id, token)
+        })
+    });
+    let Some((id, token)) = found else {
+        return Err(ProxyError::Unauthenticated("invalid signature"));
+    };
+    if expiration.is_some_and(|e| e < chrono::Utc::now().timestamp()) {
+        return Err(ProxyError::Expired);
+    }
+    let id: SandboxId = id
+        .parse()
+        .map_err(|_| ProxyError::Internal(format!("bad sandbox id {id:?} in store")))?;
+    let record = crate::store::sandbox::get(state.store().pool(), id)
+        .await
+        .map_err(|e| ProxyError::Internal(e.to_string()))?
+        .ok_or_else(|| ProxyError::NotFound(id.to_string()))?;
+    let route = crate::sandbox::service::route_of(state, &record)
+        .await
+        .map_err(|e| route_error(id, e))?;
+    let (mut parts, body) = req.into_parts();
+    parts.headers.remove(header::AUTHORIZATION);
+    parts.headers.remove(API_KEY_HEADER);
+    parts.headers.insert(
+        ACCESS_TOKEN_HEADER,
+        HeaderValue::from_str(&token).map_err(|e| ProxyError::Internal(e.to_string()))?,
+    );
+    parts.headers.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {}", route.bearer))
+            .map_err(|e| ProxyError::Internal(e.to_string()))?,
+    );
+    let authority = route
+        .agent_base_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let path_and_query = format!("/proxy/{id}/{ENVD_PORT}/files?{query}");
+    forward(
+        &authority,
+        &path_and_query,
+        Request::from_parts(parts, body),
+    )
+    .await
+    .map_err(|reason| ProxyError::Upstream {
+        sandbox_id: id.to_string(),
+        reason,
+    })
 }
 
 fn route_error(id: SandboxId, e: ApiError) -> ProxyError {
@@ -530,6 +661,19 @@ mod tests {
         );
         h.insert(SANDBOX_PORT_HEADER, "0".parse().unwrap());
         assert!(target(&h).is_err());
+    }
+
+    #[test]
+    fn file_signature_matches_the_sdk() {
+        // Values computed with e2b 2.63's `e2b.sandbox.signature.get_signature`.
+        assert_eq!(
+            file_signature("a.txt", "read", "user", "tok", None),
+            "v1_wPjHOh/p+K3FbqiyGd5vwPNc/g4IPd8sigMxb1gqu9I"
+        );
+        assert_eq!(
+            file_signature("a.txt", "write", "", "tok", Some(1_700_000_060)),
+            "v1_o2AcGNRtjnl57eHqOQzpyOGNb3/u7tpMCE+4qgfN7eY"
+        );
     }
 
     #[test]

@@ -140,3 +140,25 @@ def test_default_user_and_home_are_e2bs(sandbox):
     assert info.path == "/home/user/relative.txt"
     assert sandbox.commands.run("cat relative.txt").stdout == "home"
     assert sandbox.commands.run("id -un", user="root").stdout == "root\n"
+
+
+def test_signed_download_and_upload_urls(sandbox):
+    import httpx
+
+    sandbox.files.write("signed.txt", "signed content")
+    url = sandbox.download_url("signed.txt", "user")
+    assert "signature=" in url
+    r = httpx.get(url)
+    assert (r.status_code, r.text) == (200, "signed content")
+    r = httpx.get(sandbox.download_url("signed.txt", "user", 120))
+    assert (r.status_code, r.text) == (200, "signed content")
+    r = httpx.get(sandbox.download_url("signed.txt", "user", use_signature_expiration=-120))
+    assert r.status_code == 401
+    assert r.json() == {"code": 401, "message": "signature is already expired"}
+    # A signature for another path does not open this one.
+    r = httpx.get(url.replace("signed.txt", "other.txt"))
+    assert r.status_code == 401
+    up = sandbox.upload_url("uploaded.txt", "user")
+    r = httpx.post(up, files={"file": ("uploaded.txt", b"uploaded content")})
+    assert r.status_code == 200, r.text
+    assert sandbox.files.read("uploaded.txt") == "uploaded content"
