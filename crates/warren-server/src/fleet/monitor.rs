@@ -229,6 +229,7 @@ pub async fn list_on_host(
 /// Applies a host's sandbox reports (heartbeat or list): `missing` ones come back to the
 /// reported status; a `running`/`paused` row that disagrees with the host and has not changed
 /// within the grace period takes the host's status (e.g. paused by PauseAll).
+#[tracing::instrument(skip(state, reported), fields(host_id = %host))]
 pub async fn apply_reported(
     state: &AppState,
     host: HostId,
@@ -273,6 +274,7 @@ fn grace_ms(state: &AppState) -> i64 {
 }
 
 /// Compares a host's complete list with the database and repairs both sides.
+#[tracing::instrument(skip(state, listed), fields(host_id = %host))]
 pub async fn reconcile(
     state: &AppState,
     host: HostId,

@@ -340,6 +340,7 @@ pub async fn create(
         (status = 404, description = "No such host", body = ErrorBody),
     )
 )]
+#[tracing::instrument(skip_all, fields(host_id = %host_id))]
 pub async fn new_token(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -369,6 +370,7 @@ pub async fn new_token(
         (status = 404, description = "No such host", body = ErrorBody),
     )
 )]
+#[tracing::instrument(skip_all, fields(host_id = %host_id))]
 pub async fn revoke(
     State(state): State<AppState>,
     _admin: AdminAuth,
@@ -449,6 +451,7 @@ const HELD: &[&str] = &["pending", "running", "paused", "missing"];
         (status = 409, description = "The host holds sandboxes; `error.sandboxes` lists them", body = ErrorBody),
     )
 )]
+#[tracing::instrument(skip_all, fields(host_id = %host_id))]
 pub async fn delete(
     State(state): State<AppState>,
     _admin: AdminAuth,
@@ -725,6 +728,7 @@ impl FromRequestParts<AppState> for HostAuth {
         (status = 401, description = "Invalid, expired or revoked host token", body = ErrorBody),
     )
 )]
+#[tracing::instrument(skip_all, fields(host_id = %auth.host_id))]
 pub async fn heartbeat(
     State(state): State<AppState>,
     auth: HostAuth,
