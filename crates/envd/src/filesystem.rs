@@ -337,13 +337,21 @@ impl pb::Filesystem for FilesystemService {
     ) -> ServiceResult<pb::RemoveResponse> {
         let path = self.resolve(&ctx, request.path)?;
         blocking(move || {
-            let meta = std::fs::symlink_metadata(&path).map_err(|e| io_err(&path, e))?;
-            if meta.is_dir() {
+            // Like E2B's envd (`os.RemoveAll`): removing what is not there succeeds; the SDK's
+            // own tests clean up with it.
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(io_err(&path, e)),
+            };
+            match if meta.is_dir() {
                 std::fs::remove_dir_all(&path)
             } else {
                 std::fs::remove_file(&path)
+            } {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&path, e)),
+                _ => Ok(()),
             }
-            .map_err(|e| io_err(&path, e))
         })
         .await?;
         Response::ok(pb::RemoveResponse::default())

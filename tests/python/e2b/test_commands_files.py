@@ -162,3 +162,11 @@ def test_signed_download_and_upload_urls(sandbox):
     r = httpx.post(up, files={"file": ("uploaded.txt", b"uploaded content")})
     assert r.status_code == 200, r.text
     assert sandbox.files.read("uploaded.txt") == "uploaded content"
+
+
+def test_removing_what_is_not_there_succeeds(sandbox):
+    # E2B's envd removes with os.RemoveAll; SDK code relies on it for clean-ups.
+    sandbox.files.remove(f"/tmp/never-{uuid.uuid4().hex[:8]}")
+    sandbox.files.make_dir("/tmp/rm-dir/nested")
+    sandbox.files.remove("/tmp/rm-dir")
+    assert not sandbox.files.exists("/tmp/rm-dir")
