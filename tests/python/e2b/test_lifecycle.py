@@ -5,6 +5,7 @@ resume with a live process, metrics, snapshots, and the error paths."""
 import os
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -66,6 +67,13 @@ def test_list_filters_by_metadata_and_state_with_paging(fresh):
     got, pages = ids(SandboxQuery(metadata={"tag": tag}), limit=1)
     assert sorted(got) == sorted([a.sandbox_id, b.sandbox_id]) and pages >= 2
     got, _ = ids(SandboxQuery(metadata={"tag": tag}, state=[SandboxState.PAUSED]))
+    assert got == []
+    got, _ = ids(SandboxQuery(metadata={"tag": tag}, template=TEMPLATE))
+    assert len(got) == 2
+    got, _ = ids(SandboxQuery(metadata={"tag": tag}, template="no-such-template"))
+    assert got == []
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    got, _ = ids(SandboxQuery(metadata={"tag": tag}, started_after=later))
     assert got == []
     listed = Sandbox.list(query=SandboxQuery(metadata={"tag": tag})).next_items()
     assert {s.metadata["n"] for s in listed} == {"1", "2"}

@@ -541,11 +541,16 @@ fn metadata_filter(value: &str) -> BTreeMap<String, String> {
 
 struct ListQuery {
     filter: ListFilter,
+    /// Only this template (applied to each page).
+    template: Option<String>,
+    /// Only sandboxes started at or after this time (applied to each page).
+    started_after: Option<DateTime<Utc>>,
 }
 
 fn list_query(raw: Option<&str>, default_states: &[SandboxStatus]) -> Res<ListQuery> {
     let mut filter = ListFilter::default();
     let mut states = Vec::new();
+    let (mut template, mut started_after) = (None, None);
     for (k, v) in query_pairs(raw) {
         match k.as_str() {
             "metadata" => filter.metadata.extend(metadata_filter(&v)),
@@ -573,6 +578,19 @@ fn list_query(raw: Option<&str>, default_states: &[SandboxStatus]) -> Res<ListQu
                 })?;
             }
             "nextToken" => filter.cursor = Some(v).filter(|c| !c.is_empty()),
+            "template" => template = Some(v).filter(|t| !t.is_empty()),
+            "startedAfter" => {
+                started_after = Some(
+                    DateTime::parse_from_rfc3339(&v)
+                        .map_err(|_| {
+                            E2bError::new(
+                                StatusCode::BAD_REQUEST,
+                                format!("invalid startedAfter {v:?}: RFC 3339 expected"),
+                            )
+                        })?
+                        .with_timezone(&Utc),
+                );
+            }
             _ => {}
         }
     }
@@ -581,7 +599,11 @@ fn list_query(raw: Option<&str>, default_states: &[SandboxStatus]) -> Res<ListQu
     } else {
         states
     };
-    Ok(ListQuery { filter })
+    Ok(ListQuery {
+        filter,
+        template,
+        started_after,
+    })
 }
 
 async fn list_with(
@@ -592,7 +614,13 @@ async fn list_with(
 ) -> Res<Response> {
     let q = list_query(raw, default_states)?;
     let page = service::list(state, team, q.filter).await?;
-    let items: Vec<SandboxDetail> = page.items.iter().map(listed).collect();
+    let items: Vec<SandboxDetail> = page
+        .items
+        .iter()
+        .filter(|s| q.template.as_ref().is_none_or(|t| s.template == *t))
+        .filter(|s| q.started_after.is_none_or(|a| s.created_at >= a))
+        .map(listed)
+        .collect();
     let mut headers = HeaderMap::new();
     if let Some(next) = page.next_cursor
         && let Ok(v) = HeaderValue::from_str(&next)
