@@ -31,6 +31,7 @@ pub mod e2b;
 pub mod error;
 pub mod fleet;
 pub mod health;
+pub mod host;
 pub mod input;
 pub mod openapi;
 pub mod proxy;
@@ -51,6 +52,7 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use config::{Config, DatabaseConfig, PasswordParams, Secret};
+pub use fleet::monitor::spawn_background;
 pub use state::{AppState, StartError};
 
 /// The full router, with state applied.
@@ -105,6 +107,13 @@ pub fn app(state: AppState) -> Router {
             get(sandbox::list_snapshots).post(sandbox::create_snapshot),
         )
         .route("/v1/snapshots/{name}", delete(sandbox::delete_snapshot))
+        .route("/v1/hosts", get(host::list).post(host::create))
+        .route("/v1/hosts/register", post(host::register))
+        .route("/v1/hosts/auth/refresh", post(host::refresh))
+        .route("/v1/hosts/heartbeat", post(host::heartbeat))
+        .route("/v1/hosts/{host_id}", get(host::get).delete(host::delete))
+        .route("/v1/hosts/{host_id}/token", post(host::new_token))
+        .route("/v1/hosts/{host_id}/revoke", post(host::revoke))
         .route("/v1/sandboxes/{sandbox_id}/pty", get(pty::pty))
         .with_state(state);
     Router::new()
