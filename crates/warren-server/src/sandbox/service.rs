@@ -714,6 +714,13 @@ async fn resolve_template(
     if !name.starts_with(HOST_NAME_PREFIX) {
         let public = store::template::public_by_name(pool, name).await?;
         let reported = hosts.iter().any(|h| h.templates.iter().any(|t| t == name));
+        if public.is_none() && !reported && !hosts.is_empty() && BUILTIN_TEMPLATES.contains(&name) {
+            // Hosts exist but none has ever held it: waiting cannot help, building can.
+            return Err(ApiError::NotFound(format!(
+                "template '{name}' is not built on any host; build it there with \
+                 `warren template build {name}` (or start with `warren up --with-base`)"
+            )));
+        }
         if public.is_some() || reported || BUILTIN_TEMPLATES.contains(&name) {
             let template_id = match public {
                 Some(t) => Some(t.id),

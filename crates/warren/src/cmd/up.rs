@@ -1,7 +1,7 @@
 //! `warren up`: the all-in-one. One process runs the control plane (SQLite in the data dir) and
 //! one host agent, registered through the same token flow a remote host uses, with the
-//! `minimal` template built (and `base` on request); then it prints the URL, the admin login, an
-//! API key and a first `curl`.
+//! `minimal` template built; then it prints the URL, the admin login, an API key and a first
+//! `curl`, and builds `base` (the E2B SDK's default, minutes) in the background.
 //!
 //! It decides nothing of its own: it builds the same `Args` that `warren server` and
 //! `warren agent` parse from flags and runs the same code, so what works here works when the
@@ -35,9 +35,13 @@ pub struct Args {
     /// Address the local agent serves its RPC on (the control plane calls it there).
     #[arg(long, env = "WARREN_AGENT_LISTEN", default_value = "127.0.0.1:50051")]
     agent_listen: SocketAddr,
-    /// Also build the `base` template (Debian + python3; minutes, needs the apt mirror).
-    #[arg(long)]
+    /// Build the `base` template (Debian + python3, the E2B SDK's default) before starting,
+    /// instead of in the background once Warren is up.
+    #[arg(long, conflicts_with = "no_base")]
     with_base: bool,
+    /// Do not build the `base` template at all (sandboxes then use `minimal`).
+    #[arg(long)]
+    no_base: bool,
     /// The envd binary baked into templates (default: `envd` next to this binary, else PATH).
     #[arg(long, env = "WARREN_ENVD")]
     envd: Option<PathBuf>,
@@ -148,8 +152,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         agent_flags.push(format!("--register={token}"));
     }
     let agent_args: agent::Args = parse_flags(agent_flags).context("building the agent's flags")?;
+    // The host row may still say `online` from the last run: only a heartbeat from this
+    // agent process means it serves.
+    let agent_started = chrono::Utc::now() - chrono::Duration::seconds(1);
     let mut agent_task = tokio::spawn(agent::run(agent_args));
-    wait_host_online(&http, &base_url, &admin_jwt, &mut agent_task).await?;
+    wait_host_online(&http, &base_url, &admin_jwt, agent_started, &mut agent_task).await?;
 
     let api_key = match up.api_key.clone() {
         Some(k) if key_works(&http, &base_url, &k).await => k,
@@ -161,6 +168,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     print_banner(&base_url, &up, &api_key, &state_path);
+
+    // `base` takes minutes (debootstrap from the apt mirror): by default it is built while
+    // Warren already serves `minimal`; the agent reports it in its next heartbeat.
+    let base_missing = !agent_dir.join("templates/base/rootfs.ext4").exists();
+    if base_missing && !args.no_base {
+        let (dir, envd) = (agent_dir.clone(), args.envd.clone());
+        tokio::spawn(async move {
+            eprintln!("building template base in the background (minutes; `--no-base` skips it)…");
+            let built = template::run(template::Command::Build {
+                kind: template::Kind::Base,
+                data_dir: dir,
+                envd,
+            })
+            .await;
+            match built {
+                Ok(()) => eprintln!("template base is ready (the E2B SDK's default)"),
+                Err(e) => tracing::warn!(
+                    error = format!("{e:#}"),
+                    "building template base failed; `minimal` still works; retry with \
+                     `warren template build base`"
+                ),
+            }
+        });
+    }
 
     // Either task ending ends `warren up`; both stop on SIGINT/SIGTERM by themselves.
     tokio::select! {
@@ -318,11 +349,13 @@ async fn new_host_token(
         .context("host creation answered without a registration token")
 }
 
-/// Waits until some host is online with the `minimal` template.
+/// Waits until some host is online with the `minimal` template and has sent a heartbeat
+/// since `since`.
 async fn wait_host_online(
     http: &reqwest::Client,
     base: &str,
     jwt: &str,
+    since: chrono::DateTime<chrono::Utc>,
     task: &mut tokio::task::JoinHandle<anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -347,6 +380,10 @@ async fn wait_host_online(
             .unwrap_or_default();
         let ready = hosts.iter().any(|h| {
             h["status"] == "online"
+                && h["last_heartbeat_at"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .is_some_and(|t| t >= since)
                 && h["templates"]
                     .as_array()
                     .is_some_and(|t| t.iter().any(|n| n == "minimal"))

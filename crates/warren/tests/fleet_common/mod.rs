@@ -686,7 +686,7 @@ fn ms(d: Duration) -> String {
 }
 
 /// Removes the kernel objects of an agent prefix: netns `<prefix>-*`, nft table `ip <prefix>`.
-fn cleanup_prefix(prefix: &str) {
+pub fn cleanup_prefix(prefix: &str) {
     if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let name = line.split_whitespace().next().unwrap_or("");
@@ -702,7 +702,7 @@ fn cleanup_prefix(prefix: &str) {
 }
 
 /// Kills every runsc container under `data/runsc`, then unmounts everything under `data`.
-fn cleanup_agent_dir(data: &Path) {
+pub fn cleanup_agent_dir(data: &Path) {
     let root = format!("--root={}", data.join("runsc").display());
     if let Ok(out) = Command::new("runsc")
         .args([&root, "list", "-quiet"])
