@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! - [`config`]: the typed configuration (secrets redacted).
-//! - [`state`]: `AppState`, the one handle handlers share (config, store, JWT keys).
+//! - [`state`]: `AppState`, the one handle handlers share (config, store, keys, host pool).
 //! - [`store`]: repository functions over `sqlx::Any`, embedded migrations per dialect.
 //! - [`error`]: `ApiError`, the only way anything becomes an error response, plus the `Json`
 //!   and `Path` extractors that keep rejections in our error shape.
@@ -15,9 +15,14 @@
 //! - [`console`]: the web console (`web/`, built to `web/dist`, embedded), at `/` and
 //!   `/console/...`.
 //!
-//! Later domains (`host`, `sandbox`, `template`, E2B-compatible routes) are one module each,
-//! adding their routes in [`app`] and their paths in [`openapi::ApiDoc`]; their tables already
-//! exist in the schema.
+//! - [`host`]: host registration (one-time token → host JWT + rotated refresh token),
+//!   heartbeats, and the admin host routes.
+//! - [`fleet`]: the agent-token signer, `HostClientPool`, the `Scheduler`, the host monitor.
+//! - [`sandbox`]: the sandbox and snapshot REST API over a service layer (`sandbox::service`)
+//!   that the E2B routes and the console share.
+//! - [`proxy`]: traffic to ports inside sandboxes (`E2b-Sandbox-*` headers or the
+//!   `PORT-ID.<domain>` host form) through the sandbox's agent; [`pty`]: the console terminal.
+//! - [`e2b`]: the E2B-compatible REST surface under `/e2b`.
 //!
 //! **Architecture invariant**: every team-scoped query takes its team id from the principal
 //! (`UserAuth`/`TeamAuth`), never from the request; another team's object is a 404.
