@@ -19,23 +19,18 @@
 //! not bumped: like E2B, a sandbox's timeout runs from its last create/resume/set-timeout.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version, header};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http::{HeaderMap, StatusCode, header};
 
 use crate::sandbox::{SandboxError, SandboxManager};
 
 /// Header carrying the caller's own `Authorization` through hops that use `Authorization`
 /// for themselves; restored as `Authorization` towards the sandbox.
 pub const FORWARDED_AUTHORIZATION: &str = "x-warren-forwarded-authorization";
-
-/// How long connecting to the sandbox may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Errors of forwarding one request.
 #[derive(Debug, thiserror::Error)]
@@ -157,200 +152,59 @@ async fn proxy(
     }
 }
 
-/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus our own auth.
-fn strip_hop_headers(headers: &mut HeaderMap) {
-    // Headers named by `Connection` are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
-    }
-    for h in [
-        header::CONNECTION,
-        HeaderName::from_static("keep-alive"),
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        HeaderName::from_static("proxy-connection"),
-        header::AUTHORIZATION,
-    ] {
-        headers.remove(h);
-    }
-}
-
-fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
-    let wants = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if wants {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
-    }
-}
-
-/// Sends `req` to `addr` with `path_and_query`, on a fresh connection, and returns the
-/// response streaming. Upgrades are spliced. The error is a message for the caller.
+/// Sends `req` into the sandbox at `addr` as `path_and_query` (one fresh connection closed
+/// with a reset, streaming, upgrades spliced: `warren_proto::forward`). Our own
+/// `Authorization` (the control plane's token) goes no further; the caller's, parked by the
+/// control plane in [`FORWARDED_AUTHORIZATION`], is put back for envd.
 pub async fn forward(
     addr: SocketAddr,
     path_and_query: &str,
-    req: Request,
+    mut req: Request,
 ) -> Result<Response, String> {
-    let (mut parts, body) = req.into_parts();
-    let upgrade = upgrade_of(&parts.headers);
-    let client_upgrade = upgrade
-        .as_ref()
-        .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
-    let caller_auth = parts.headers.remove(FORWARDED_AUTHORIZATION);
-    strip_hop_headers(&mut parts.headers);
-    if let Some(a) = caller_auth {
-        parts.headers.insert(header::AUTHORIZATION, a);
-    }
-    let h2 = parts.version == Version::HTTP_2 && upgrade.is_none();
-    if let Some(u) = &upgrade {
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(header::UPGRADE, u.clone());
-    }
-    let authority = addr.to_string();
-    parts.uri = if h2 {
-        format!("http://{authority}{path_and_query}")
-    } else {
-        path_and_query.to_string()
-    }
-    .parse::<Uri>()
-    .map_err(|e| format!("bad path {path_and_query:?}: {e}"))?;
-    parts.headers.insert(
-        header::HOST,
-        HeaderValue::from_str(&authority).map_err(|e| e.to_string())?,
-    );
-    parts.version = if h2 {
-        Version::HTTP_2
-    } else {
-        Version::HTTP_11
-    };
-    let upstream_req = http::Request::from_parts(parts, body);
-
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|_| format!("connect timed out after {CONNECT_TIMEOUT:?}"))?
-        .map_err(|e| format!("connect: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    // Closed with a reset: no TIME_WAIT socket left inside the sandbox to block a checkpoint.
-    let _ = stream.set_zero_linger();
-    let io = TokioIo::new(stream);
-
-    let mut resp = if h2 {
-        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .map_err(|e| format!("h2 handshake: {e}"))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "proxy upstream h2 connection ended");
-            }
-        });
-        send.send_request(upstream_req)
-            .await
-            .map_err(|e| format!("request: {e}"))?
-    } else {
-        let (mut send, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "proxy upstream connection ended");
-            }
-        });
-        send.send_request(upstream_req)
-            .await
-            .map_err(|e| format!("request: {e}"))?
-    };
-
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
-            return Err("upstream switched protocols without an upgrade request".into());
-        };
-        let upstream_upgrade = hyper::upgrade::on(&mut resp);
-        tokio::spawn(async move {
-            let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::debug!(error = %e, "proxy upgrade failed");
-                    return;
-                }
-            };
-            let mut client = TokioIo::new(client);
-            let mut upstream = TokioIo::new(upstream);
-            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                tracing::debug!(error = %e, "proxy upgraded connection ended");
-            }
-        });
-        let (parts, _) = resp.into_parts();
-        return Ok(Response::from_parts(parts, Body::empty()));
-    }
-    let (mut parts, body) = resp.into_parts();
-    strip_response_hop_headers(&mut parts.headers);
-    Ok(Response::from_parts(parts, Body::new(body)))
+    restore_caller_auth(req.headers_mut());
+    let resp = warren_proto::forward::forward(
+        &addr.to_string(),
+        path_and_query,
+        req,
+        warren_proto::forward::Options {
+            reset_on_close: true,
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(resp.map(|b| b.map_or_else(Body::empty, Body::new)))
 }
 
-fn strip_response_hop_headers(headers: &mut HeaderMap) {
-    for h in [
-        header::CONNECTION,
-        HeaderName::from_static("keep-alive"),
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        HeaderName::from_static("proxy-connection"),
-    ] {
-        headers.remove(h);
+fn restore_caller_auth(headers: &mut HeaderMap) {
+    let caller = headers.remove(FORWARDED_AUTHORIZATION);
+    headers.remove(header::AUTHORIZATION);
+    if let Some(a) = caller {
+        headers.insert(header::AUTHORIZATION, a);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     #[test]
-    fn hop_headers_and_our_auth_are_stripped() {
+    fn our_auth_goes_no_further_and_the_callers_comes_back() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, x-hop"),
-        );
-        h.insert("x-hop", HeaderValue::from_static("1"));
         h.insert(
             header::AUTHORIZATION,
             HeaderValue::from_static("Bearer agent"),
         );
-        h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert("x-access-token", HeaderValue::from_static("t"));
-        strip_hop_headers(&mut h);
-        assert!(h.get("x-hop").is_none());
+        restore_caller_auth(&mut h);
         assert!(h.get(header::AUTHORIZATION).is_none());
-        assert!(h.get(header::TE).is_none());
         assert_eq!(h.get("x-access-token").unwrap(), "t");
-    }
-
-    #[test]
-    fn upgrade_needs_connection_upgrade() {
-        let mut h = HeaderMap::new();
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        assert!(upgrade_of(&h).is_none());
         h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, Upgrade"),
+            FORWARDED_AUTHORIZATION,
+            HeaderValue::from_static("Basic dXNlcjo="),
         );
-        assert_eq!(upgrade_of(&h).unwrap(), "websocket");
+        restore_caller_auth(&mut h);
+        assert_eq!(h[header::AUTHORIZATION], "Basic dXNlcjo=");
+        assert!(h.get(FORWARDED_AUTHORIZATION).is_none());
     }
 }

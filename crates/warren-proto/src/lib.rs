@@ -15,6 +15,8 @@
 //! - [`envd`]: the E2B-compatible envd protocol (`process.Process`, `filesystem.Filesystem`),
 //!   re-exported under one name, and [`envd::client::EnvdClient`], a typed client for a
 //!   running envd (processes, files over `/files`, health) used by the host agent.
+//! - [`forward`]: one proxied HTTP request over a fresh connection (streaming, upgrades
+//!   spliced), the hop both the control plane's and the agent's proxies make.
 //!
 //! The envd `.proto` files are ours, written to match on the wire what the public `e2b`
 //! Python SDK speaks (package, message and field numbers); they live in `proto/envd/`.
@@ -34,3 +36,4 @@ pub use buffa_types;
 pub use connectrpc;
 
 pub mod envd;
+pub mod forward;

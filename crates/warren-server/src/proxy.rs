@@ -21,14 +21,11 @@
 //! connection to the agent in the caller's HTTP version (HTTP/1.1, or h2c), so one slow
 //! stream never stalls another.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version, header};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use warren_types::{SandboxId, TeamId};
 
 use crate::AppState;
@@ -46,8 +43,6 @@ pub const ACCESS_TOKEN_HEADER: &str = "x-access-token";
 pub const FORWARDED_AUTHORIZATION: &str = "x-warren-forwarded-authorization";
 /// envd's port inside every sandbox.
 pub const ENVD_PORT: u16 = 49983;
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A fresh envd access token: 32 random bytes, hex (what `sandbox::service::create` gives
 /// every sandbox's envd; the SDK sends it back as `X-Access-Token`).
@@ -259,38 +254,7 @@ pub async fn team_from_access_token(state: &AppState, token: &str) -> Result<Tea
 
 /// The `access_token` query parameter, decoded.
 pub fn access_token_query(query: Option<&str>) -> Option<String> {
-    query?.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        (k == "access_token" && !v.is_empty()).then(|| percent_decode(v))
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push(h << 4 | l);
-                i += 3;
-            }
-            (b'+', ..) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (c, ..) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    query_param(query?, "access_token").filter(|v| !v.is_empty())
 }
 
 /// `GET`/`POST /files?...&signature=v1_...`: the SDK's signed file URLs
@@ -308,10 +272,9 @@ fn is_signed_files(req: &Request) -> bool {
 }
 
 fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        (percent_decode(k) == name).then(|| percent_decode(v))
-    })
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 /// The v1 file URL signature of the e2b SDKs.
@@ -478,152 +441,22 @@ async fn proxy(state: &AppState, t: Target, req: Request) -> Result<Response, Pr
         })
 }
 
-/// Headers that describe one hop (RFC 9110 §7.6.1), never forwarded.
-fn strip_hop_headers(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
-    }
-    for h in [
-        header::CONNECTION,
-        HeaderName::from_static("keep-alive"),
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        HeaderName::from_static("proxy-connection"),
-    ] {
-        headers.remove(h);
-    }
-}
-
-fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
-    let wants = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if wants {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
-    }
-}
-
-/// Sends `req` to `authority` (`host:port`) with `path_and_query` on a fresh connection and
-/// returns the response streaming; a 101 is spliced both ways. The error is a message.
+/// Sends `req` to the agent at `authority` as `path_and_query` (one fresh connection,
+/// streaming, upgrades spliced: `warren_proto::forward`). The error is a message.
 pub async fn forward(
     authority: &str,
     path_and_query: &str,
     req: Request,
 ) -> Result<Response, String> {
-    let (mut parts, body) = req.into_parts();
-    let upgrade = upgrade_of(&parts.headers);
-    let client_upgrade = upgrade
-        .as_ref()
-        .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
-    let auth = parts.headers.remove(header::AUTHORIZATION);
-    strip_hop_headers(&mut parts.headers);
-    if let Some(a) = auth {
-        parts.headers.insert(header::AUTHORIZATION, a);
-    }
-    let h2 = parts.version == Version::HTTP_2 && upgrade.is_none();
-    if let Some(u) = &upgrade {
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(header::UPGRADE, u.clone());
-    }
-    parts.uri = if h2 {
-        format!("http://{authority}{path_and_query}")
-    } else {
-        path_and_query.to_string()
-    }
-    .parse::<Uri>()
-    .map_err(|e| format!("bad path {path_and_query:?}: {e}"))?;
-    parts.headers.insert(
-        header::HOST,
-        HeaderValue::from_str(authority).map_err(|e| e.to_string())?,
-    );
-    parts.version = if h2 {
-        Version::HTTP_2
-    } else {
-        Version::HTTP_11
-    };
-    let upstream_req = http::Request::from_parts(parts, body);
-
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(authority))
-        .await
-        .map_err(|_| format!("connect to agent {authority} timed out"))?
-        .map_err(|e| format!("connect to agent {authority}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let io = TokioIo::new(stream);
-    let mut resp = if h2 {
-        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .map_err(|e| format!("h2 handshake with agent: {e}"))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "proxy h2 connection to agent ended");
-            }
-        });
-        send.send_request(upstream_req)
-            .await
-            .map_err(|e| format!("agent request: {e}"))?
-    } else {
-        let (mut send, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| format!("handshake with agent: {e}"))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "proxy connection to agent ended");
-            }
-        });
-        send.send_request(upstream_req)
-            .await
-            .map_err(|e| format!("agent request: {e}"))?
-    };
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
-            return Err("agent switched protocols without an upgrade request".into());
-        };
-        let upstream_upgrade = hyper::upgrade::on(&mut resp);
-        tokio::spawn(async move {
-            let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::debug!(error = %e, "proxy upgrade failed");
-                    return;
-                }
-            };
-            let mut client = TokioIo::new(client);
-            let mut upstream = TokioIo::new(upstream);
-            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                tracing::debug!(error = %e, "proxied upgraded connection ended");
-            }
-        });
-        let (parts, _) = resp.into_parts();
-        return Ok(Response::from_parts(parts, Body::empty()));
-    }
-    let (mut parts, body) = resp.into_parts();
-    for h in [
-        header::CONNECTION,
-        HeaderName::from_static("keep-alive"),
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-    ] {
-        parts.headers.remove(h);
-    }
-    Ok(Response::from_parts(parts, Body::new(body)))
+    let resp = warren_proto::forward::forward(
+        authority,
+        path_and_query,
+        req,
+        warren_proto::forward::Options::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(resp.map(|b| b.map_or_else(Body::empty, Body::new)))
 }
 
 #[cfg(test)]

@@ -493,50 +493,14 @@ async fn metrics(
 
 /// `?a=b&a=c` → `[(a, b), (a, c)]`, percent-decoded.
 fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    raw.unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
         .collect()
-}
-
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push(h << 4 | l);
-                i += 3;
-            }
-            (b'+', ..) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (c, ..) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The SDK's `metadata` parameter: a query string of (again percent-encoded) pairs.
 fn metadata_filter(value: &str) -> BTreeMap<String, String> {
-    query_pairs(Some(value))
-        .into_iter()
-        .map(|(k, v)| (decode(&k), decode(&v)))
-        .collect()
+    query_pairs(Some(value)).into_iter().collect()
 }
 
 struct ListQuery {
