@@ -85,6 +85,42 @@ pub enum Progress {
     Line(String),
 }
 
+/// The `minimal` template built from `envd`, cached under `cache_root` and keyed by the envd
+/// binary's size and mtime: built on the first call, reused until envd changes (older keys are
+/// removed). Concurrent callers (parallel test processes) build aside and race on a rename;
+/// the loser uses the winner's. Returns the template dir (`…/templates/minimal`).
+pub fn cached_minimal(cache_root: &Path, envd: &Path) -> Result<PathBuf, TemplateError> {
+    let meta = std::fs::metadata(envd).map_err(io_err("stat", envd))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    std::fs::create_dir_all(cache_root).map_err(io_err("create dir", cache_root))?;
+    let key = format!("minimal-{}-{mtime}", meta.len());
+    let done = cache_root.join(&key);
+    let template = |base: &Path| base.join("templates").join("minimal");
+    if template(&done).join("rootfs.ext4").is_file() {
+        return Ok(template(&done));
+    }
+    let building = cache_root.join(format!("building-{}-{key}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&building);
+    build_minimal(&building, envd, &mut |_| {})?;
+    if std::fs::rename(&building, &done).is_err() {
+        let _ = std::fs::remove_dir_all(&building);
+    }
+    if let Ok(entries) = std::fs::read_dir(cache_root) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("minimal-") && name != key {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    Ok(template(&done))
+}
+
 /// Builds template `minimal` from Debian's `busybox-static` and the envd binary `envd`, into
 /// `$DATA/templates/minimal/` (replacing an existing one). Offline, seconds.
 pub fn build_minimal(

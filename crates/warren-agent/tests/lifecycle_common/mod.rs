@@ -60,49 +60,14 @@ macro_rules! skip_unless_ready {
 
 static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
 
-/// `templates/minimal` built from the current envd binary, cached under cargo's target tmp dir
-/// and keyed by that binary's size and mtime: built once, reused by every later test process
-/// until envd changes, so nothing piles up in /tmp.
+/// `templates/minimal` built from the current envd binary, cached under cargo's target tmp
+/// dir (`warren_agent::template::cached_minimal`): built once, reused by later test
+/// processes until envd changes.
 pub fn minimal_template() -> &'static Path {
     TEMPLATE.get_or_init(|| {
         let envd = envd_bin().expect("skip_reason checked envd");
-        let meta = std::fs::metadata(&envd).expect("stat envd");
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
         let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lifecycle-template");
-        std::fs::create_dir_all(&root).expect("create template cache root");
-        let key = format!("minimal-{}-{mtime}", meta.len());
-        let done = root.join(&key);
-        let template = |base: &Path| base.join("templates").join("minimal");
-        if template(&done).join("rootfs.ext4").is_file() {
-            return template(&done);
-        }
-        // Build aside, then rename into place: a concurrent test process either wins the
-        // rename or finds the finished one.
-        let tmp = tempfile::Builder::new()
-            .prefix("building-")
-            .tempdir_in(&root)
-            .expect("create template build dir");
-        warren_agent::template::build_minimal(tmp.path(), &envd, &mut |_| {})
-            .expect("build the minimal template");
-        let tmp = tmp.keep();
-        if std::fs::rename(&tmp, &done).is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        // Templates of older envd builds are no longer wanted.
-        if let Ok(entries) = std::fs::read_dir(&root) {
-            for e in entries.flatten() {
-                let name = e.file_name();
-                let name = name.to_string_lossy();
-                if name.starts_with("minimal-") && name != key {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
-        }
-        template(&done)
+        warren_agent::template::cached_minimal(&root, &envd).expect("build the minimal template")
     })
 }
 
