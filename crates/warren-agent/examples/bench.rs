@@ -16,6 +16,10 @@ use warren_agent::runtime::gvisor::{GvisorConfig, GvisorRuntime};
 use warren_agent::sandbox::{CreateSandbox, ManagerConfig, SandboxManager};
 use warren_proto::envd::client::{Command, EnvdClient};
 
+#[path = "support/bare_runsc.rs"]
+mod bare_runsc;
+use bare_runsc::{BareBundle, runsc};
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -23,26 +27,6 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn runsc(root: &Path, args: &[&str]) -> anyhow::Result<()> {
-    // `run`/`restore` leave daemons holding stdio: send it to a file, not a pipe.
-    let log = root.join("runsc.log");
-    let err = std::fs::File::create(&log)?;
-    let status = std::process::Command::new("runsc")
-        .arg(format!("--root={}", root.display()))
-        .arg("--network=none")
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(err)
-        .status()?;
-    anyhow::ensure!(
-        status.success(),
-        "runsc {args:?}: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    Ok(())
 }
 
 /// RSS (KiB) of every process whose command line mentions `needle`.
@@ -94,42 +78,13 @@ async fn main() -> anyhow::Result<()> {
     let template = warren_agent::template::build_minimal(data.path(), &envd, &mut |_| {})?;
 
     // Bare runsc on the same image: the image loop-mounted read-only as the bundle's root.
-    let bare_root = data.path().join("bare-root");
-    let mnt = data.path().join("bare-mnt");
-    std::fs::create_dir_all(&bare_root)?;
-    std::fs::create_dir_all(&mnt)?;
-    let st = std::process::Command::new("mount")
-        .args(["-o", "loop,ro"])
-        .arg(&template.rootfs)
-        .arg(&mnt)
-        .status()?;
-    anyhow::ensure!(st.success(), "mount template image");
-    let bundle = data.path().join("bare-bundle");
-    std::fs::create_dir_all(&bundle)?;
-    let spec = warren_agent::runtime::BootSpec {
-        sandbox_id: "bare".into(),
-        sandbox_dir: bundle.clone(),
-        rootfs: mnt.clone(),
-        netns_path: "/proc/self/ns/net".into(),
-        vcpus: 1,
-        memory_mib: 256,
-        env: vec![],
-        hostname: "bare".into(),
-        args: vec!["/bin/sleep".into(), "100000".into()],
-    };
-    let mut cfg = serde_json::to_value(warren_agent::runtime::gvisor::oci_config(&spec)?)?;
-    cfg["root"]["readonly"] = true.into();
-    cfg["linux"]["namespaces"] = serde_json::json!([{"type":"pid"},{"type":"ipc"},{"type":"uts"},{"type":"mount"},{"type":"network"}]);
-    cfg["linux"]["cgroupsPath"] = "/warren-bench/bare".into();
-    std::fs::write(bundle.join("config.json"), serde_json::to_vec(&cfg)?)?;
-    let bundle_s = bundle.to_string_lossy().into_owned();
-
+    let bare = BareBundle::new(data.path(), &template.rootfs)?;
+    let (bare_root, bundle_s) = (bare.root.clone(), bare.bundle.clone());
     let (mut bare_create, mut bare_ckpt, mut bare_restore) = (vec![], vec![], vec![]);
     for i in 0..iterations {
         let id = format!("bare{i}");
         let t = Instant::now();
-        runsc(&bare_root, &["run", "--detach", "--bundle", &bundle_s, &id])?;
-        runsc(&bare_root, &["exec", &id, "/bin/true"])?;
+        bare.run_and_exec(&id)?;
         bare_create.push(t.elapsed());
         let img = data.path().join(format!("bare-img{i}"));
         std::fs::create_dir_all(&img)?;
@@ -213,7 +168,7 @@ async fn main() -> anyhow::Result<()> {
     }
     mgr.shutdown().await;
     let _ = mgr.network().delete_nft_table();
-    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    drop(bare);
     let _ = std::process::Command::new("umount")
         .arg(data.path().join("mnt/templates/minimal"))
         .status();
