@@ -230,7 +230,11 @@ fn accept_loop(
             tracing::warn!(error = %e, "cannot make an accepted stream non-blocking");
             continue;
         }
-        let _ = stream.set_nodelay(true);
+        // Without TCP_NODELAY a Start stream's second write (the end event) waits for the
+        // client's delayed ACK: ~40 ms per process (tests/envd.rs, the keep-alive case).
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY on an accepted stream");
+        }
         let service = service.clone();
         handle.spawn(async move {
             let stream = match tokio::net::TcpStream::from_std(stream) {
@@ -240,8 +244,11 @@ fn accept_loop(
                     return;
                 }
             };
-            let builder =
+            let mut builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            // h2c clients: hyper's fixed 64 KiB stream window caps a stdout stream at one
+            // window per round trip; the adaptive (BDP) window grows it with the link.
+            builder.http2().adaptive_window(true);
             let conn = builder
                 .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {

@@ -215,6 +215,53 @@ async fn streams_many_megabytes() {
     assert_eq!(total, 20_000_000);
 }
 
+/// A Start stream answers in two writes (head + start event, then end event). Without
+/// TCP_NODELAY on envd's accepted sockets, Nagle held the second write until the client's
+/// delayed ACK (~40 ms on Linux): every keep-alive `true` took 40-50 ms instead of ~2 ms.
+#[test]
+fn keepalive_start_round_trip_has_no_nagle_stall() {
+    use std::io::{Read, Write};
+    let envd = Envd::start(&[]);
+    let addr = envd.url.trim_start_matches("http://").to_owned();
+    let mut sock = std::net::TcpStream::connect(&addr).unwrap();
+    sock.set_nodelay(true).unwrap();
+    let body = br#"{"process":{"cmd":"true"},"stdin":false}"#;
+    let mut req = format!(
+        "POST /process.Process/Start HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: application/connect+json\r\nContent-Length: {}\r\n\r\n",
+        body.len() + 5
+    )
+    .into_bytes();
+    req.push(0);
+    req.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    req.extend_from_slice(body);
+    let mut times = Vec::new();
+    for _ in 0..11 {
+        let t = std::time::Instant::now();
+        sock.write_all(&req).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.ends_with(b"0\r\n\r\n") {
+            let n = sock.read(&mut buf).unwrap();
+            assert!(
+                n > 0,
+                "envd closed the connection: {}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.contains("\"end\""), "{text}");
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    assert!(
+        median < std::time::Duration::from_millis(35),
+        "median keep-alive Start round trip {median:?} (all: {times:?})"
+    );
+}
+
 #[tokio::test]
 async fn many_parallel_processes() {
     let envd = Envd::start(&[]);
