@@ -717,8 +717,9 @@ async fn resolve_template(
         if public.is_none() && !reported && !hosts.is_empty() && BUILTIN_TEMPLATES.contains(&name) {
             // Hosts exist but none has ever held it: waiting cannot help, building can.
             return Err(ApiError::NotFound(format!(
-                "template '{name}' is not built on any host; build it there with \
-                 `warren template build {name}` (or start with `warren up --with-base`)"
+                "template '{name}' is not on any host yet: build it on one with \
+                 `warren template build {name}` (`warren up` builds base in the background; \
+                 retry when it is done)"
             )));
         }
         if public.is_some() || reported || BUILTIN_TEMPLATES.contains(&name) {
