@@ -32,12 +32,8 @@ use warren_proto::envd::process::process_event::{self, data_event::Output};
 
 use crate::State;
 
-/// Bytes read from a pipe at once: at most one pipe's capacity ([`PIPE_SIZE`]) is waiting.
-const CHUNK: usize = 128 * 1024;
-/// Capacity asked for the stdout/stderr pipes (Linux default 64 KiB, unprivileged maximum
-/// 1 MiB): a bigger pipe lets a fast writer run ahead while envd ships the previous chunk, and
-/// lets envd send fewer, larger data events.
-const PIPE_SIZE: libc::c_int = 256 * 1024;
+/// Bytes read from a pipe at once.
+const CHUNK: usize = 32 * 1024;
 /// Events buffered per subscriber before the reader waits.
 const SUBSCRIBER_QUEUE: usize = 16;
 
@@ -77,13 +73,8 @@ impl Proc {
     async fn publish(&self, event: Event) {
         let subs: Vec<_> = self.subscribers.lock().expect("lock poisoned").clone();
         let mut gone = false;
-        // The last subscriber (usually the only one) takes the event itself: no copy of the
-        // output chunk per event.
-        if let Some((last, rest)) = subs.split_last() {
-            for sub in rest {
-                gone |= sub.send(event.clone()).await.is_err();
-            }
-            gone |= last.send(event).await.is_err();
+        for sub in &subs {
+            gone |= sub.send(event.clone()).await.is_err();
         }
         if gone {
             self.subscribers
@@ -483,8 +474,6 @@ impl ProcessService {
             let stderr = child.stderr.take().map(OwnedFd::from);
             for (fd, is_err) in [(stdout, false), (stderr, true)] {
                 if let Some(fd) = fd {
-                    // SAFETY: F_SETPIPE_SZ on a pipe fd we own; failure only keeps the default.
-                    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
                     let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)
                         .map_err(|e| map_io("pipe", e))?;
                     readers.push(Box::new(move |p, n| {
