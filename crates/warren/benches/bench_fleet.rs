@@ -95,9 +95,13 @@ async fn fixed_rate(
         let (http, url, key) = (http.clone(), url.to_owned(), key.to_owned());
         tasks.push(tokio::spawn(async move {
             let resp = http.get(&url).header("x-api-key", key).send().await?;
-            let ok = resp.status().is_success();
-            let _ = resp.bytes().await?;
-            anyhow::ensure!(ok, "GET {url} failed");
+            let status = resp.status();
+            let body = resp.bytes().await?;
+            anyhow::ensure!(
+                status.is_success(),
+                "GET {url}: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
             anyhow::Ok(at.elapsed())
         }));
     }
@@ -109,13 +113,23 @@ async fn fixed_rate(
 }
 
 fn sqlite(db: &std::path::Path, sql: &str) -> anyhow::Result<String> {
-    let out = Command::new("sqlite3")
+    use std::io::Write;
+    // SQL on stdin: 999 inserts exceed the 128 KiB limit of one argument.
+    let mut child = Command::new("sqlite3")
         .arg("-cmd")
         .arg(".timeout 10000")
         .arg(db)
-        .arg(sql)
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .context("run sqlite3 (apt-get install sqlite3)")?;
+    child
+        .stdin
+        .take()
+        .context("sqlite3 stdin")?
+        .write_all(sql.as_bytes())?;
+    let out = child.wait_with_output()?;
     anyhow::ensure!(
         out.status.success(),
         "sqlite3: {}",
@@ -214,7 +228,17 @@ async fn run(creates: usize, execs: usize) -> anyhow::Result<()> {
         .or(info["sandboxIp"].as_str())
         .with_context(|| format!("sandbox ip in {info}"))?
         .to_owned();
-    let envd = EnvdClient::new(&format!("http://{ip}:49983"))?;
+    let db = fleet.dir.path().join("cp/warren.db");
+    let envd_token = sqlite(
+        &db,
+        &format!("SELECT coalesce(envd_access_token, '') FROM sandboxes WHERE id = '{id}'"),
+    )?;
+    let envd_url = format!("http://{ip}:49983");
+    let envd = if envd_token.is_empty() {
+        EnvdClient::new(&envd_url)?
+    } else {
+        EnvdClient::with_access_token(&envd_url, envd_token)?
+    };
     let exec_path = format!("/v1/sandboxes/{id}/exec");
     let (mut rest, mut agent_rpc, mut direct) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..execs + 10 {
@@ -247,14 +271,14 @@ async fn run(creates: usize, execs: usize) -> anyhow::Result<()> {
     }
 
     // 3. listing with 1,000 sandboxes in the team: 999 copies of the real row.
-    let db = fleet.dir.path().join("cp/warren.db");
     let mut sql =
         String::from("BEGIN; CREATE TEMP TABLE t AS SELECT * FROM sandboxes WHERE id = '");
     sql.push_str(&id);
     sql.push_str("';\n");
     for i in 0..999 {
         sql.push_str(&format!(
-            "UPDATE t SET id = 'sbbench{i:05}'; INSERT INTO sandboxes SELECT * FROM t;\n"
+            "UPDATE t SET id = substr('{id}', 1, length('{id}') - 5) || '{i:05}'; \
+             INSERT INTO sandboxes SELECT * FROM t;\n"
         ));
     }
     sql.push_str("COMMIT;");
@@ -298,7 +322,13 @@ async fn run(creates: usize, execs: usize) -> anyhow::Result<()> {
     let mut l_one = fixed_rate(&http, &get_one, &key, 200, 10).await?;
 
     // Clean: the fake rows first (the agent never had them), then the real sandbox.
-    sqlite(&db, "DELETE FROM sandboxes WHERE id LIKE 'sbbench%'")?;
+    sqlite(
+        &db,
+        &format!(
+            "DELETE FROM sandboxes WHERE id <> '{id}' AND team_id = \
+             (SELECT team_id FROM sandboxes WHERE id = '{id}')"
+        ),
+    )?;
     delete(&fleet, &key, &id).await?;
     let envd_bin = std::env::var("WARREN_ENVD_BIN").unwrap_or_default();
     drop(fleet);
