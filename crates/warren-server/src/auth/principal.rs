@@ -18,6 +18,9 @@ use crate::error::ApiError;
 use crate::store::team::Role;
 use crate::store::{self};
 
+/// How stale an API key's `last_used_at` may be before a request records it again.
+const LAST_USED_PRECISION_MS: i64 = 60_000;
+
 /// Header carrying a team API key.
 pub const API_KEY_HEADER: &str = "x-api-key";
 
@@ -133,7 +136,15 @@ impl FromRequestParts<AppState> for TeamAuth {
         if !bool::from(stored.key_hash.as_bytes().ct_eq(hash.as_bytes())) {
             return Err(invalid);
         }
-        store::api_key::touch(state.store().pool(), stored.id, store::now_ms()).await?;
+        // `last_used_at` is for people ("used 3 minutes ago"): a minute's precision is
+        // enough, and a write on every request would serialise all key traffic on SQLite.
+        let now = store::now_ms();
+        if stored
+            .last_used_at
+            .is_none_or(|t| now.saturating_sub(t) >= LAST_USED_PRECISION_MS)
+        {
+            store::api_key::touch(state.store().pool(), stored.id, now).await?;
+        }
         Ok(TeamAuth::ApiKey {
             key_id: stored.id,
             team_id: stored.team_id,
