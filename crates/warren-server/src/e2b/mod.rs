@@ -500,7 +500,15 @@ fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
 
 /// The SDK's `metadata` parameter: a query string of (again percent-encoded) pairs.
 fn metadata_filter(value: &str) -> BTreeMap<String, String> {
-    query_pairs(Some(value)).into_iter().collect()
+    let unquote = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    query_pairs(Some(value))
+        .into_iter()
+        .map(|(k, v)| (unquote(&k), unquote(&v)))
+        .collect()
 }
 
 struct ListQuery {
