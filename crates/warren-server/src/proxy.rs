@@ -271,7 +271,8 @@ fn is_signed_files(req: &Request) -> bool {
             .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("signature=")))
 }
 
-fn query_param(query: &str, name: &str) -> Option<String> {
+/// The first value of query parameter `name`, decoded.
+pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
     form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())

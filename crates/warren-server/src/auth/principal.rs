@@ -171,10 +171,7 @@ impl StreamAuth {
 }
 
 fn query_token(parts: &Parts) -> Option<String> {
-    let query = parts.uri.query()?;
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == ACCESS_TOKEN_PARAM)
-        .map(|(_, v)| v.into_owned())
+    crate::proxy::query_param(parts.uri.query()?, ACCESS_TOKEN_PARAM)
 }
 
 impl FromRequestParts<AppState> for StreamAuth {
